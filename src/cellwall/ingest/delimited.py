@@ -118,7 +118,10 @@ def _check_column(col: pa.Array, typ: pa.DataType) -> tuple[pa.Array, pa.Array |
     values = pc.cast(pc.if_else(ok, col, None), via)
     if pa.types.is_integer(typ):
         info = np.iinfo(typ.to_pandas_dtype())
-        in_range = pc.and_(pc.greater_equal(values, int(info.min)), pc.less_equal(values, info.max))
+        in_range = pc.and_(
+            pc.greater_equal(values, pa.scalar(int(info.min), via)),
+            pc.less_equal(values, pa.scalar(int(info.max), via)),
+        )
         ok = pc.and_kleene(ok, in_range)
         values = pc.if_else(ok, values, None)
     bad = pc.invert(ok.fill_null(True)) if ok.null_count != len(ok) else None

@@ -1,0 +1,1 @@
+"""The Parquet flow lake: atomic appends, the ingest manifest, quarantine and scans."""
