@@ -55,6 +55,24 @@ class Parsed:
         return Parsed(self.table.filter(keep), self.lines[~mask], self.delimiter)
 
 
+def _scrub(block: Block, rejects: Rejects) -> bytes:
+    """Blank out (and reject) lines that are not UTF-8 text; line numbers stay as they were."""
+    data = block.data
+    try:
+        data.decode("utf-8")
+        return data
+    except UnicodeDecodeError:
+        pass
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            rejects.add(block.first_line + i, "not-text", "the line is not UTF-8 text", line)
+            lines[i] = b""
+    return b"\n".join(lines)
+
+
 def _blank_lines(data: bytes) -> np.ndarray:
     if not (data.startswith((b"\n", b"\r\n")) or b"\n\n" in data or b"\n\r\n" in data):
         return np.empty(0, np.int64)
@@ -70,6 +88,7 @@ def _read(
     types: Mapping[str, pa.DataType],
     delimiter: str,
     null_values: Sequence[str],
+    quoting: bool = False,
 ) -> tuple[pa.Table, list[tuple[int, str, int]]]:
     invalid: list[tuple[int, str, int]] = []
 
@@ -84,7 +103,7 @@ def _read(
         ),
         parse_options=pacsv.ParseOptions(
             delimiter=delimiter,
-            quote_char=False,
+            quote_char='"' if quoting else False,
             escape_char=False,
             ignore_empty_lines=True,
             invalid_row_handler=handler,
@@ -136,14 +155,19 @@ def parse_block(
     *,
     delimiter: str,
     null_values: Sequence[str] = ("-",),
+    quoting: bool = False,
 ) -> Parsed:
     """Parse one block; bad rows go to ``rejects`` with their line numbers."""
-    data = block.data
+    data = _scrub(block, rejects)
+    if not data.strip():
+        empty = pa.schema([(n, types.get(n, pa.string())) for n in names]).empty_table()
+        return Parsed(empty, np.empty(0, np.int64), delimiter)
     try:
-        table, invalid = _read(data, names, types, delimiter, null_values)
+        table, invalid = _read(data, names, types, delimiter, null_values, quoting)
         fallback = False
     except pa.ArrowInvalid:
-        table, invalid = _read(data, names, {n: pa.string() for n in names}, delimiter, null_values)
+        strings = {n: pa.string() for n in names}
+        table, invalid = _read(data, names, strings, delimiter, null_values, quoting)
         fallback = True
     base = block.first_line - 1
     # Arrow numbers rows among the non-blank lines; map them back to physical lines.

@@ -27,12 +27,13 @@ from typing import Any, BinaryIO, ClassVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import yaml
 
 from cellwall.errors import Diagnostic, FormatError
 from cellwall.ingest.base import Chunk, FlowSource, Rejects, register
+from cellwall.ingest.delimited import parse_block
+from cellwall.ingest.stream import Block, iter_blocks
 from cellwall.model.flow_schema import FLOW_SCHEMA, TS, conform
 from cellwall.model.net import canonical_ips
 
@@ -127,7 +128,10 @@ def _number(col: pa.Array, target: pa.DataType) -> tuple[pa.Array, pa.Array]:
         col = pc.if_else(pc.equal(pc.floor(col), col), col, None)
     limit = int(np.iinfo(target.to_pandas_dtype()).max)
     wide = pc.cast(col, pa.float64()) if pa.types.is_floating(col.type) else col
-    bound = pa.scalar(float(limit) if pa.types.is_floating(wide.type) else limit, wide.type)
+    if pa.types.is_floating(wide.type):
+        bound = pa.scalar(float(limit), wide.type)
+    else:
+        bound = pa.scalar(min(limit, int(np.iinfo(wide.type.to_pandas_dtype()).max)), wide.type)
     ok = pc.and_kleene(pc.greater_equal(wide, pa.scalar(0, wide.type)), pc.less_equal(wide, bound))
     ok = pc.and_kleene(ok, pc.is_valid(col))
     values = pc.cast(pc.if_else(ok, wide, None), target)
@@ -212,52 +216,32 @@ class CsvSource(_Mapped):
     title: ClassVar[str] = "generic CSV with a header line, through --option mapping=FILE"
 
     def read(self, stream: BinaryIO, file: str) -> Iterator[Chunk]:
-        invalid: list[tuple[int, str, int]] = []
-
-        def handler(row: pacsv.InvalidRow) -> str:
-            invalid.append((row.number or 0, row.text, row.actual_columns))
-            return "skip"
-
+        delimiter = self.mapping["delimiter"]
+        header = b""
+        while not header.endswith(b"\n"):
+            byte = stream.read(1)
+            if not byte:
+                break
+            header += byte
+            if len(header) > 1 << 20:
+                break
         try:
-            reader = pacsv.open_csv(
-                stream,
-                read_options=pacsv.ReadOptions(use_threads=False, block_size=8 << 20),
-                parse_options=pacsv.ParseOptions(delimiter=self.mapping["delimiter"],
-                                                 invalid_row_handler=handler),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={}, strings_can_be_null=True, auto_dict_encode=False,
-                    null_values=["", "-", "NULL", "null"],
-                ),
-            )
-        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-            raise FormatError(f"{file}: line 1: not a CSV header: {exc}",
-                              hint="the first line must name the columns") from exc
-        next_line = 2  # the header is line 1
-        while True:
+            names = header.decode("utf-8").strip().split(delimiter)
+        except UnicodeDecodeError:
+            names = []
+        if not names or not all(n.strip() for n in names):
+            raise FormatError(f"{file}: line 1: not a CSV header",
+                              hint="the first line must name the columns")
+        names = [n.strip().strip('"') for n in names]
+        types = {n: pa.string() for n in names}
+        for block in iter_blocks(stream, prefix=b""):
             rejects = Rejects(file)
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                break
-            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-                rejects.add(next_line, "unreadable", f"CSV reader stopped: {exc}")
-                yield Chunk(FLOW_SCHEMA.empty_table(), rejects)
-                break
-            skipped = set()
-            for number, text, actual in invalid:
-                skipped.add(number)
-                rejects.add(number, "field-count",
-                            f"expected {len(reader.schema)} fields, found {actual}", text)
-            invalid.clear()
-            span = np.arange(next_line, next_line + batch.num_rows + len(skipped), dtype=np.int64)
-            pos = span[~np.isin(span, np.fromiter(skipped, np.int64))]
-            next_line += batch.num_rows + len(skipped)
+            shifted = Block(block.first_line + 1, block.offset + len(header), block.data)
+            parsed = parse_block(shifted, names, types, rejects, delimiter=delimiter,
+                                 null_values=("", "-", "NULL", "null"), quoting=True)
             batch = pa.RecordBatch.from_arrays(
-                [c if pa.types.is_string(c.type) or pa.types.is_null(c.type)
-                 else pc.cast(c, pa.string()) for c in batch.columns],
-                names=batch.schema.names,
-            )
-            yield Chunk(self._convert(batch, pos, file, rejects), rejects)
+                [parsed.table[n].combine_chunks() for n in names], names=names)
+            yield Chunk(self._convert(batch, parsed.lines, file, rejects), rejects)
 
 
 @register
