@@ -1,0 +1,44 @@
+"""Run every benchmark in bench/ and print each figure as a ratio to its same-run baseline.
+
+Each ``bench_*.py`` module has ``run(**kwargs) -> dict`` returning at least ``name`` and
+``ratio``. Sizes scale with ``BENCH_SCALE`` (default 1.0). Results also go to
+bench/out/results.json.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str]) -> int:
+    only = set(argv[1:])
+    results = []
+    for path in sorted(HERE.glob("bench_*.py")):
+        if only and path.stem not in only and path.stem.removeprefix("bench_") not in only:
+            continue
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        started = time.perf_counter()
+        result = module.run()
+        result["wall_s"] = round(time.perf_counter() - started, 1)
+        results.append(result)
+        figures = ", ".join(f"{k}={v}" for k, v in result.items() if k not in ("name",))
+        print(f"{result['name']}: {figures}", flush=True)
+    out = HERE / "out"
+    out.mkdir(exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"results: {out / 'results.json'} (BENCH_SCALE={os.environ.get('BENCH_SCALE', '1')})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
