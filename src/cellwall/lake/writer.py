@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import uuid
+from datetime import datetime, timedelta
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cellwall.ingest.base import Rejects
@@ -35,13 +35,28 @@ from cellwall.model.flow_schema import FLOW_SCHEMA
 
 __all__ = ["StagedIngest", "recover"]
 
+# Dictionary encoding pays only on columns with few distinct values; on ports, counters and
+# times it costs more than it saves (measured: 1.8M rows/s with it everywhere, 2.9M without).
+DICTIONARY_COLUMNS = [
+    "src_ip", "dst_ip", "dst_port", "proto", "action", "direction", "exporter", "source_id",
+    "src_process", "src_user", "dst_process", "dst_user", "dns_name", "http_method",
+    "http_path", "lineage_format", "lineage_file",
+]
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
     "compression_level": 1,
-    "use_dictionary": True,
+    "use_dictionary": DICTIONARY_COLUMNS,
     "write_statistics": True,
 }
 ROWS_PER_FILE = 20_000_000
+
+
+DAY_US = 86_400_000_000
+
+
+def _day_name(day: int) -> str:
+    """The UTC date of a day number (days since the epoch), as YYYY-MM-DD."""
+    return (datetime(1970, 1, 1) + timedelta(days=day)).strftime("%Y-%m-%d")
 
 
 @dataclass
@@ -73,17 +88,16 @@ class StagedIngest:
     def write_flows(self, flows: pa.Table) -> None:
         if flows.num_rows == 0:
             return
-        days = pc.strftime(flows["start"], format="%Y-%m-%d").combine_chunks()
-        encoded = days.dictionary_encode()
-        if len(encoded.dictionary) == 1:
-            self._append(encoded.dictionary[0].as_py(), flows)
+        micros = flows["start"].combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+        days = micros // DAY_US
+        first = int(days[0])
+        if (days == first).all():
+            self._append(_day_name(first), flows)
             return
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
-        order = np.argsort(codes, kind="stable")
-        bounds = np.flatnonzero(np.diff(codes[order])) + 1
+        order = np.argsort(days, kind="stable")
+        bounds = np.flatnonzero(np.diff(days[order])) + 1
         for part in np.split(order, bounds):
-            day = encoded.dictionary[int(codes[part[0]])].as_py()
-            self._append(day, flows.take(pa.array(part)))
+            self._append(_day_name(int(days[part[0]])), flows.take(pa.array(part)))
 
     def _append(self, day: str, table: pa.Table) -> None:
         current = self._days.get(day)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import queue
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -129,6 +131,52 @@ class _Tee(io.RawIOBase):
         return len(data)
 
 
+_DONE = object()
+
+
+def _prefetch(chunks: Iterator[Chunk], depth: int = 3) -> Iterator[Chunk]:
+    """Run the adapter in a thread, ``depth`` chunks ahead, so parsing overlaps writing.
+
+    Arrow and Parquet release the GIL, so the two use both cores. The queue is bounded, so
+    memory stays bounded; an exception in the adapter is raised here.
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put(chunk, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_DONE)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    worker = threading.Thread(target=produce, name="cellwall-parse", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
+
+
 def _file_key(path: Path) -> str:
     h = xxhash.xxh3_128()
     with open(path, "rb") as f:
@@ -180,7 +228,7 @@ def _ingest_one(
         source_cls: type[FlowSource] = detect(head, str(path)) if fmt == "auto" else get_source(fmt)
         tee = _Tee(stream, head)
         summary = FileSummary(str(path), source_cls.name, "stored")
-        for chunk in source_cls(options).read(tee, str(path)):  # type: ignore[arg-type]
+        for chunk in _prefetch(source_cls(options).read(tee, str(path))):  # type: ignore[arg-type]
             flows = _guard(chunk)
             staged.write_flows(flows)
             staged.write_rejects(chunk.rejects)
