@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -27,6 +28,11 @@ app = typer.Typer(
 )
 flows_app = typer.Typer(help="Look at the flows in the lake.", no_args_is_help=True)
 app.add_typer(flows_app, name="flows")
+inventory_app = typer.Typer(help="Labelled workloads and label conventions.",
+                            no_args_is_help=True)
+app.add_typer(inventory_app, name="inventory")
+demo_app = typer.Typer(help="The synthetic estate, end to end.", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
 
 out = Console()
 err = Console(stderr=True)
@@ -53,7 +59,7 @@ def handled() -> Iterator[None]:
     try:
         yield
     except CellwallError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -155,7 +161,7 @@ def _print_ingest(doc: dict[str, Any]) -> None:
         out.print(f"quarantine: {Path(doc['lake']) / 'quarantine'}")
     for f in doc["files"]:
         if f["error"]:
-            err.print(f"[red]failed[/] {f['error']}", highlight=False)
+            err.print(f"[red]failed[/] {escape(f['error'])}", highlight=False)
 
 
 @app.command()
@@ -224,6 +230,250 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         table.add_row(*["" if r.get(c) is None else str(r[c]) for c in cols])
     out.print(table)
+
+
+# --------------------------------------------------------------------------- inventory
+
+
+def _print_diagnostics(diags: list[dict[str, Any]]) -> None:
+    for d in diags:
+        where = ":".join(str(x) for x in (d["file"] or "<input>", d["line"], d["col"])
+                         if x is not None)
+        colour = "red" if d["severity"] == "error" else "yellow"
+        hint = f"  [dim]hint: {escape(d['hint'])}[/]" if d["hint"] else ""
+        out.print(f"{escape(where)}: [{colour}]{d['severity']}[/] {d['code']}: "
+                  f"{escape(d['message'])}{hint}", highlight=False)
+
+
+@inventory_app.command("load")
+def inventory_load(
+    files: Annotated[list[Path], typer.Argument(help="YAML/CSV workloads, Kubernetes "
+                                                "manifests, AWS describe-instances JSON.")],
+    source: Annotated[str | None, typer.Option(help="One source name for all the files "
+                                               "(default: each file is its own source).")] = None,
+    conventions: Annotated[Path | None, typer.Option(help="A LabelConvention file whose "
+                                                     "aliases apply while loading.")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load workloads; replaces only the workloads of the same source."""
+    from cellwall.services.inventory import load_inventory
+
+    with handled():
+        doc = load_inventory(workspace(home), files, source=source, conventions=conventions)
+        if as_json:
+            emit_json(doc)
+        else:
+            _print_diagnostics(doc["diagnostics"])
+            for s in doc["sources"]:
+                out.print(f"{s['source']}: {s['workloads']} workloads"
+                          + (f", {s['conventions']} convention(s)" if s["conventions"] else ""))
+            out.print(f"{doc['workloads_total']} workloads in the inventory; "
+                      f"{doc['errors']} errors, {doc['warnings']} warnings")
+        if doc["errors"]:
+            raise typer.Exit(2)
+
+
+@inventory_app.command("check")
+def inventory_check(
+    conventions: Annotated[Path | None, typer.Option(help="Check against this LabelConvention "
+                                                     "file instead of the loaded one.")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check the loaded workloads against the label conventions; exit 1 on any error."""
+    from cellwall.services.inventory import check_inventory
+
+    with handled():
+        doc = check_inventory(workspace(home), conventions=conventions)
+        if as_json:
+            emit_json(doc)
+        else:
+            _print_diagnostics(doc["findings"])
+            out.print(f"{doc['workloads']} workloads checked: {doc['errors']} errors, "
+                      f"{doc['warnings']} warnings")
+        if doc["errors"]:
+            raise typer.Exit(1)
+
+
+def _selector(items: list[str] | None) -> dict[str, str]:
+    sel = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--label {item!r}: write KEY=VALUE")
+        sel[key] = value
+    return sel
+
+
+@inventory_app.command("list")
+def inventory_list(
+    label: Annotated[list[str] | None, typer.Option("--label", "-l",
+                                                    help="Only workloads with KEY=VALUE.")] = None,
+    at: Annotated[str | None, typer.Option(help="The inventory as it was loaded at this "
+                                           "time.")] = None,
+    now: NowOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the loaded workloads."""
+    from cellwall.services.inventory import list_workloads
+
+    with handled():
+        rows = list_workloads(workspace(home), at=parse_time(at, now, "--at"),
+                              selector=_selector(label))
+        if as_json:
+            emit_json(rows)
+            return
+        table = Table(show_edge=False)
+        for c in ("name", "owner", "labels", "addresses"):
+            table.add_column(c)
+        for r in rows:
+            labels = " ".join(f"{k}={v}" for k, v in r["labels"].items())
+            table.add_row(r["name"], r["owner"] or "", labels, " ".join(r["addresses"]))
+        out.print(table)
+        out.print(f"{len(rows)} workloads")
+
+
+@inventory_app.command("who")
+def inventory_who(
+    ips: Annotated[list[str], typer.Argument(help="Addresses to resolve.")],
+    at: Annotated[str | None, typer.Option(help="When (default: now).")] = None,
+    now: NowOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Which workload owned an address at a time; or what kind of address it is."""
+    from cellwall.services.inventory import who_owns
+
+    with handled():
+        rows = who_owns(workspace(home), ips, at=parse_time(at, now, "--at"))
+        if as_json:
+            emit_json(rows)
+            return
+        for r in rows:
+            if r["workload"]:
+                labels = " ".join(f"{k}={v}" for k, v in (r["labels"] or {}).items())
+                out.print(f"{r['ip']} at {r['at']}: [bold]{escape(r['workload'])}[/] "
+                          f"{escape(labels)}")
+            else:
+                out.print(f"{r['ip']} at {r['at']}: {r['class']}")
+
+
+# --------------------------------------------------------------------------- demo
+
+SeedOpt = Annotated[int | None, typer.Option(help="Random seed (same seed, same bytes).")]
+StartOpt = Annotated[str | None, typer.Option(help="UTC start, on the hour.")]
+DaysOpt = Annotated[int | None, typer.Option(help="Days of traffic.")]
+FlowsOpt = Annotated[int | None, typer.Option(help="About this many flow records.")]
+FormatOpt = Annotated[str | None, typer.Option("--format", help="vpc or zeek.")]
+
+
+def _demo_config(seed: int | None, start: str | None, days: int | None, flows: int | None,
+                 fmt: str | None, gz: bool | None = None) -> Any:
+    from cellwall.services.demo import demo_config
+
+    return demo_config(seed=seed, start=parse_time(start, None, "--start"), days=days,
+                       flows=flows, fmt=fmt, gzip=gz)
+
+
+def _bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(bar_width=None),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f}"), TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(), console=err, disable=not err.is_terminal, transient=True,
+    )
+
+
+@demo_app.command("generate")
+def demo_generate(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write into.")],
+    seed: SeedOpt = None, start: StartOpt = None, days: DaysOpt = None, flows: FlowsOpt = None,
+    fmt: FormatOpt = None,
+    gz: Annotated[bool | None, typer.Option("--gzip/--no-gzip", help="Gzip the flow files.")]
+    = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the estate: flow files, inventory, conventions and the ground truth."""
+    from cellwall.demo import generate
+
+    with handled():
+        config = _demo_config(seed, start, days, flows, fmt, gz)
+        with _bar() as bar:
+            task = bar.add_task("generate", total=config.flows, rate="")
+
+            def progress(done: int, total: int) -> None:
+                t = bar.tasks[0]
+                rate = f"{t.completed / t.elapsed:,.0f} records/s" if t.elapsed else ""
+                bar.update(task, completed=done, total=total, rate=rate)
+
+            result = generate(out_dir, config, progress)
+        doc = result.to_dict()
+        if as_json:
+            emit_json(doc)
+            return
+        out.print(f"{doc['records']:,} flow records in {doc['flow_files']} files, "
+                  f"{doc['workloads']} workloads, {doc['edges']} intended edges, "
+                  f"{doc['attack_conversations']} attack conversations "
+                  f"({doc['records_per_second']:,} records/s)")
+        out.print(f"written to {out_dir}; the ground truth is {doc['documents']['truth']}")
+
+
+@demo_app.command("run")
+def demo_run(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the estate and "
+                                          "the workspace.")] = Path("demo-output"),
+    seed: SeedOpt = None, start: StartOpt = None, days: DaysOpt = None,
+    flows: FlowsOpt = 200_000, fmt: FormatOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate the estate, ingest it, load and check the inventory, resolve identities."""
+    from cellwall.services.demo import run_demo
+
+    with handled():
+        config = _demo_config(seed, start, days, flows, fmt)
+        with _bar() as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total, rate="")
+                task = tasks[stage]
+                t = next(x for x in bar.tasks if x.id == task)
+                rate = f"{t.completed / t.elapsed:,.0f} records/s" if t.elapsed else ""
+                bar.update(task, completed=done, total=total, rate=rate)
+
+            doc = run_demo(out_dir, config, progress=progress)
+        if as_json:
+            emit_json(doc)
+            return
+        _print_demo(doc)
+
+
+def _print_demo(doc: dict[str, Any]) -> None:
+    e, i, inv, ident = doc["estate"], doc["ingest"], doc["inventory"], doc["identity"]
+    out.print("[bold]cellwall demo[/]")
+    out.print(f"  estate     {e['workloads']} workloads, {e['edges']} intended edges, "
+              f"{e['records']:,} flow records ({e['attack_conversations']} attack "
+              f"conversations marked)")
+    q = ", ".join(f"{k}={v}" for k, v in i["quarantined"].items()) or "none"
+    out.print(f"  ingest     read {i['read']:,}, stored {i['stored']:,}, duplicate "
+              f"{i['duplicate']:,}, quarantined {i['quarantined_total']:,} ({q}), "
+              f"{i['records_per_s'] or 0:,} records/s")
+    out.print(f"  inventory  {inv['workloads_total']} workloads loaded, {inv['errors']} errors; "
+              f"convention check: {doc['inventory_check']['errors']} errors, "
+              f"{doc['inventory_check']['warnings']} warnings")
+    by = ", ".join(f"{k}={v:,}" for k, v in ident["by_class"].items())
+    out.print(f"  identity   {ident['resolved_share']:.1%} of flow endpoints resolve to a "
+              f"workload at the flow's time ({by}); {ident['workloads_seen']} of "
+              f"{ident['workloads_total']} workloads seen in traffic")
+    out.print("[bold]results[/]")
+    out.print(f"  summary    {doc['out']}/summary.json")
+    out.print(f"  estate     {doc['out']}/estate (flows, inventory.yaml, truth.json)")
+    out.print(f"  workspace  {doc['workspace']}  (cellwall ... --home {doc['workspace']})")
+    out.print(f"  lake       {doc['lake']}")
+    out.print(f"  try        cellwall flows query --home {doc['workspace']} --port 5432 "
+              "--limit 10")
 
 
 def main() -> None:

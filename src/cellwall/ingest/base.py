@@ -123,8 +123,6 @@ class FlowSource(ABC):
 
 _REGISTRY: dict[str, type[FlowSource]] = {}
 _BUILTIN_MODULES = (
-    "cellwall.ingest.mapped",
-) or (
     "cellwall.ingest.vpc",
     "cellwall.ingest.zeek",
     "cellwall.ingest.mapped",

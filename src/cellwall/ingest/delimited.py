@@ -24,7 +24,8 @@ from cellwall.ingest.stream import Block
 
 __all__ = ["Parsed", "parse_block"]
 
-_BLANK = re.compile(rb"^\r?$", re.M)
+_LONE_CR = re.compile(rb"\r(?!\n|\Z)")
+_TEXT = re.compile(rb"[^\r\n]")
 _UINT = r"^[0-9]{1,19}$"
 _INT = r"^-?[0-9]{1,18}$"
 _FLOAT = r"^-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?$"
@@ -58,6 +59,11 @@ class Parsed:
 def _scrub(block: Block, rejects: Rejects) -> bytes:
     """Blank out (and reject) lines that are not UTF-8 text; line numbers stay as they were."""
     data = block.data
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        # Arrow ends a row at a lone CR; spell it out so that rows stay physical lines.
+        data = _LONE_CR.sub(rb"\\r", data)
+    if data.isascii():
+        return data
     try:
         data.decode("utf-8")
         return data
@@ -73,13 +79,24 @@ def _scrub(block: Block, rejects: Rejects) -> bytes:
     return b"\n".join(lines)
 
 
-def _blank_lines(data: bytes) -> np.ndarray:
-    if not (data.startswith((b"\n", b"\r\n")) or b"\n\n" in data or b"\n\r\n" in data):
-        return np.empty(0, np.int64)
-    ends = len(data)
-    starts = [m.start() for m in _BLANK.finditer(data) if m.start() < ends]
-    # Line number (1-based, relative) of each blank line: newlines before it, plus one.
-    return np.array([data.count(b"\n", 0, s) + 1 for s in starts], np.int64)
+def _nonblank_lines(data: bytes, seen: int) -> np.ndarray:
+    """Line numbers (1-based, relative) of the lines that are neither empty nor a lone CR.
+
+    ``seen`` is how many lines Arrow did not skip: when that is all of them, none is blank.
+    """
+    buf = np.frombuffer(data, np.uint8)
+    newline = buf == 10
+    count = int(np.count_nonzero(newline)) + (0 if data.endswith(b"\n") else 1)
+    if seen == count:
+        return np.arange(1, count + 1, dtype=np.int64)
+    ends = np.flatnonzero(newline)  # line k ends at ends[k - 1]
+    starts = np.concatenate((np.zeros(1, np.int64), ends[:-1] + 1))
+    size = ends - starts
+    blank = (size == 0) | ((size == 1) & (buf[ends - 1] == 13))
+    if len(data) > (int(ends[-1]) + 1 if len(ends) else 0):  # a last line without a newline
+        tail = data[int(ends[-1]) + 1 :] if len(ends) else data
+        blank = np.append(blank, tail == b"\r")
+    return np.flatnonzero(~blank).astype(np.int64) + 1
 
 
 def _read(
@@ -113,9 +130,30 @@ def _read(
             null_values=list(null_values),
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
+            check_utf8=False,  # _scrub has already set aside every line that is not UTF-8
         ),
     )
     return table, invalid
+
+
+def _as_arrow_reads(
+    col: pa.Array, ok: pa.Array, values: pa.Array, via: pa.DataType
+) -> tuple[pa.Array, pa.Array]:
+    """Also take what the fast path takes (hex, blanks around a number), so that a value's
+    fate never depends on whether a neighbour sent its block down the fallback path."""
+    doubt = np.flatnonzero(~np.asarray(ok.fill_null(True)))
+    rescued: dict[int, object] = {}
+    for i in doubt:
+        try:
+            rescued[int(i)] = pa.scalar(col[int(i)].as_py().strip(" \t")).cast(via).as_py()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+    if not rescued:
+        return ok, values
+    mask = np.zeros(len(col), np.bool_)
+    mask[list(rescued)] = True
+    values = pc.replace_with_mask(values, pa.array(mask), pa.array(list(rescued.values()), via))
+    return pc.or_kleene(ok, pa.array(mask)), values
 
 
 def _check_column(col: pa.Array, typ: pa.DataType) -> tuple[pa.Array, pa.Array | None, str]:
@@ -135,6 +173,7 @@ def _check_column(col: pa.Array, typ: pa.DataType) -> tuple[pa.Array, pa.Array |
         raise TypeError(f"delimited parser cannot check {typ}")
     ok = pc.match_substring_regex(col, pattern)  # null stays null: a missing value is fine
     values = pc.cast(pc.if_else(ok, col, None), via)
+    ok, values = _as_arrow_reads(col, ok, values, via)
     if pa.types.is_integer(typ):
         info = np.iinfo(typ.to_pandas_dtype())
         in_range = pc.and_(
@@ -159,7 +198,7 @@ def parse_block(
 ) -> Parsed:
     """Parse one block; bad rows go to ``rejects`` with their line numbers."""
     data = _scrub(block, rejects)
-    if not data.strip():
+    if _TEXT.search(data) is None:  # only blank lines; a line of spaces is still a record
         empty = pa.schema([(n, types.get(n, pa.string())) for n in names]).empty_table()
         return Parsed(empty, np.empty(0, np.int64), delimiter)
     try:
@@ -171,7 +210,7 @@ def parse_block(
         fallback = True
     base = block.first_line - 1
     # Arrow numbers rows among the non-blank lines; map them back to physical lines.
-    nonblank = np.setdiff1d(np.arange(1, block.line_count + 1, dtype=np.int64), _blank_lines(data))
+    nonblank = _nonblank_lines(data, table.num_rows + len(invalid))
     numbers = np.array([n for n, _, _ in invalid], np.int64)
     known = (numbers >= 1) & (numbers <= len(nonblank))
     invalid_lines = np.where(known, nonblank[np.clip(numbers - 1, 0, max(len(nonblank) - 1, 0))], 0)
@@ -182,7 +221,7 @@ def parse_block(
             f"expected {len(names)} fields, found {actual}",
             text,
         )
-    lines = np.setdiff1d(nonblank, invalid_lines[known]) + base
+    lines = (nonblank[~np.isin(nonblank, invalid_lines[known])] if invalid else nonblank) + base
     if len(lines) != table.num_rows:  # pragma: no cover - defensive; Arrow changed its mind
         lines = np.arange(table.num_rows, dtype=np.int64) + block.first_line
     parsed = Parsed(table, lines, delimiter)

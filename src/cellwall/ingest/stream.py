@@ -45,13 +45,22 @@ class InputStream(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         if self.damage is not None:
             return b""
+        # Decompress piece by piece: GzipFile.read(size) drops everything it decompressed
+        # in a call that then meets the damage, which could be a whole block of good data.
+        out = bytearray()
         try:
-            data = self._inner.read(size)
+            if not self.compressed:
+                out += self._inner.read(size)
+            while self.compressed and (size < 0 or len(out) < size):
+                want = size - len(out) if size >= 0 else 1 << 20
+                piece = self._inner.read1(want)  # type: ignore[attr-defined]
+                if not piece:
+                    break
+                out += piece
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-            self.damage = f"gzip stream damaged after {self.position} bytes: {exc}"
-            return b""
-        self.position += len(data)
-        return data
+            self.damage = f"gzip stream damaged after {self.position + len(out)} bytes: {exc}"
+        self.position += len(out)
+        return bytes(out)
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         data = self.read(len(buffer))

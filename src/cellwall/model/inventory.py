@@ -114,7 +114,7 @@ class Workload:
 
     name: str
     owner: str | None = None
-    labels: Labels = Labels()
+    labels: Labels = field(default_factory=Labels)
     addresses: tuple[AddressLease, ...] = ()
     source: Origin = field(default=Origin("<memory>"), compare=False)
     kind: str = "workload"

@@ -47,8 +47,9 @@ def _canonical_values(values: pa.Array) -> pa.Array:
 def canonical_ips(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Canonical IP strings for a string column; null where a value is not an address."""
     if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if not pa.types.is_dictionary(column.type):
-        column = pc.dictionary_encode(column)
-    dictionary = _canonical_values(column.dictionary)
-    return pc.take(dictionary, column.indices)
+        column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
+    dictionary = _canonical_values(encoded.dictionary)
+    if dictionary is encoded.dictionary and encoded is not column:
+        return column  # every value is already canonical: nothing to map back
+    return pc.take(dictionary, encoded.indices)
