@@ -46,7 +46,7 @@ __all__ = [
 
 #: Bytes per block handed to one worker: small enough to stay in cache, large enough that
 #: the per-block overhead does not show.
-BLOCK_SIZE = 4 << 20
+BLOCK_SIZE = 8 << 20
 
 #: Arrow types of the conn.log fields that become flow columns; every other field is read as
 #: a string and dropped.

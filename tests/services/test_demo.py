@@ -1,0 +1,50 @@
+"""The demo end to end: generate, ingest, load, check, resolve."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from cellwall.errors import UsageError
+from cellwall.services.demo import demo_config, run_demo
+from cellwall.services.flows import query_flows
+from cellwall.workspace import Workspace
+
+
+@pytest.mark.parametrize("fmt", ["vpc", "zeek"])
+def test_demo_run_end_to_end(tmp_path: Path, fmt: str) -> None:
+    config = demo_config(seed=11, days=2, flows=6000, fmt=fmt,
+                         start=datetime(2026, 11, 2, tzinfo=UTC))
+    doc = run_demo(tmp_path / "out", config)
+    estate, ingest = doc["estate"], doc["ingest"]
+    assert ingest["stored"] == estate["records"] > 0
+    assert ingest["quarantined_total"] == 0
+    assert ingest["ignored"].get("nodata", 0) + ingest["ignored"].get("skipdata", 0) == (
+        estate["other_lines"] if fmt == "vpc" else 0)
+    assert doc["inventory"]["workloads_total"] == estate["workloads"]
+    ident = doc["identity"]
+    assert ident["endpoints"] == 2 * estate["records"]
+    assert ident["resolved_share"] > 0.85
+    assert ident["by_class"]["internet"] > 0
+    saved = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert saved["ingest"]["stored"] == ingest["stored"]
+    ws = Workspace.resolve(doc["workspace"])
+    assert query_flows(ws, count_only=True)["count"] == estate["records"]
+
+
+def test_demo_refuses_a_foreign_directory(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("precious")
+    with pytest.raises(UsageError, match="not written by"):
+        run_demo(tmp_path, demo_config(flows=100, days=1))
+    assert (tmp_path / "mine.txt").read_text() == "precious"
+
+
+def test_demo_rerun_replaces_its_own_output(tmp_path: Path) -> None:
+    config = demo_config(seed=3, days=1, flows=2000)
+    first = run_demo(tmp_path / "o", config)
+    second = run_demo(tmp_path / "o", config)
+    assert second["ingest"]["stored"] == first["ingest"]["stored"]
+    assert second["ingest"]["duplicate"] == 0
