@@ -17,10 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vpcgen import write_vpc  # noqa: E402
-
-from cellwall.services.ingest import ingest_paths  # noqa: E402
-from cellwall.workspace import Workspace  # noqa: E402
+from cellwall.services.ingest import ingest_paths
+from cellwall.workspace import Workspace
+from vpcgen import write_vpc
 
 
 def baseline_parse(path: Path, limit: int) -> tuple[int, float]:
@@ -35,12 +34,20 @@ def baseline_parse(path: Path, limit: int) -> tuple[int, float]:
             v = line.split()
             if len(v) != len(header) or v[13] != "OK":
                 continue
-            rows.append((
-                str(ipaddress.ip_address(v[3])), str(ipaddress.ip_address(v[4])),
-                int(v[5]), int(v[6]), int(v[7]), int(v[8]), int(v[9]),
-                datetime.fromtimestamp(int(v[10]), UTC), datetime.fromtimestamp(int(v[11]), UTC),
-                v[12],
-            ))
+            rows.append(
+                (
+                    str(ipaddress.ip_address(v[3])),
+                    str(ipaddress.ip_address(v[4])),
+                    int(v[5]),
+                    int(v[6]),
+                    int(v[7]),
+                    int(v[8]),
+                    int(v[9]),
+                    datetime.fromtimestamp(int(v[10]), UTC),
+                    datetime.fromtimestamp(int(v[11]), UTC),
+                    v[12],
+                )
+            )
     return len(rows), time.perf_counter() - started
 
 

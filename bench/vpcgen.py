@@ -8,8 +8,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-HEADER = (b"version account-id interface-id srcaddr dstaddr srcport dstport protocol packets "
-          b"bytes start end action log-status\n")
+HEADER = (
+    b"version account-id interface-id srcaddr dstaddr srcport dstport protocol packets "
+    b"bytes start end action log-status\n"
+)
 
 
 def _ips(rng: np.random.Generator, n: int, pool: pa.Array) -> pa.Array:
@@ -20,13 +22,14 @@ def _values(strings: pa.Array) -> bytes:
     """The concatenated bytes of a string array, straight from its data buffer."""
     if isinstance(strings, pa.ChunkedArray):
         strings = strings.combine_chunks()
-    offsets = np.frombuffer(strings.buffers()[1], np.int32)[strings.offset:]
+    offsets = np.frombuffer(strings.buffers()[1], np.int32)[strings.offset :]
     first, last = int(offsets[0]), int(offsets[len(strings)])
     return strings.buffers()[2].to_pybytes()[first:last]
 
 
-def write_vpc(path: Path, records: int, *, seed: int = 1, batch: int = 1_000_000,
-              distinct_ips: int = 50_000) -> int:
+def write_vpc(
+    path: Path, records: int, *, seed: int = 1, batch: int = 1_000_000, distinct_ips: int = 50_000
+) -> int:
     """Write ``records`` default-format lines; returns the file size in bytes."""
     rng = np.random.default_rng(seed)
     octets = rng.integers(0, 256, (distinct_ips, 2))

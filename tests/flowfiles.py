@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TESTDATA = SHARED / "testdata"
 
@@ -29,7 +28,14 @@ def write_csv(path: Path, rows: list[tuple[object, ...]]) -> Path:
 
 def make_rows(n: int, start: int = 1_762_000_000, step: int = 37) -> list[tuple[object, ...]]:
     return [
-        (start + i * step, f"10.0.{i % 200}.{i % 250 + 1}", "10.1.0.5", 32768 + i % 20000, 443,
-         "tcp", 100 + i)
+        (
+            start + i * step,
+            f"10.0.{i % 200}.{i % 250 + 1}",
+            "10.1.0.5",
+            32768 + i % 20000,
+            443,
+            "tcp",
+            100 + i,
+        )
         for i in range(n)
     ]

@@ -54,14 +54,26 @@ def test_load_check_list_who(tmp_path: Path) -> None:
     res = runner.invoke(app, ["inventory", "list", *home, "-l", "role=api", "--json"])
     assert [w["name"] for w in json.loads(res.stdout)] == ["pay-api-1"]
     # IP reuse: 10.1.9.7 belongs to pay-db-1 inside its lease and to pay-api-1 otherwise.
-    res = runner.invoke(app, ["inventory", "who", "10.1.9.7", "--at", "2026-11-02T00:00:00Z",
-                              *home, "--json"])
+    res = runner.invoke(
+        app, ["inventory", "who", "10.1.9.7", "--at", "2026-11-02T00:00:00Z", *home, "--json"]
+    )
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     # Overlapping claims: the lease that started last wins (docs/inventory.md).
     assert rows[0]["workload"] == "pay-db-1"
-    res_after = runner.invoke(app, ["inventory", "who", "10.1.9.7", "8.8.8.8", "--at",
-                                    "2026-11-04T00:00:00Z", *home, "--json"])
+    res_after = runner.invoke(
+        app,
+        [
+            "inventory",
+            "who",
+            "10.1.9.7",
+            "8.8.8.8",
+            "--at",
+            "2026-11-04T00:00:00Z",
+            *home,
+            "--json",
+        ],
+    )
     after = json.loads(res_after.stdout)
     assert after[0]["workload"] == "pay-api-1"
     assert after[1] == {**after[1], "workload": None, "class": "internet"}
@@ -70,8 +82,10 @@ def test_load_check_list_who(tmp_path: Path) -> None:
 def test_reloading_a_source_replaces_only_it(tmp_path: Path) -> None:
     home = ["--home", str(tmp_path / "home")]
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
-    a.write_text("name,addresses,owner,app,role,env\nweb-1,10.0.0.1,t,shop,web,prod\n"
-                 "web-2,10.0.0.2,t,shop,web,prod\n")
+    a.write_text(
+        "name,addresses,owner,app,role,env\nweb-1,10.0.0.1,t,shop,web,prod\n"
+        "web-2,10.0.0.2,t,shop,web,prod\n"
+    )
     b.write_text("name,addresses,owner,app,role,env\ndb-1,10.0.1.1,t,shop,db,prod\n")
     assert runner.invoke(app, ["inventory", "load", str(a), str(b), *home]).exit_code == 0
     a.write_text("name,addresses,owner,app,role,env\nweb-3,10.0.0.3,t,shop,web,prod\n")
@@ -88,13 +102,27 @@ def test_bad_inventory_keeps_the_good_and_exits_2(tmp_path: Path) -> None:
     assert res.exit_code == 2
     doc = json.loads(res.stdout)
     assert doc["errors"] >= 1 and doc["workloads_total"] == 1
-    bad = [d for d in doc["diagnostics"] if d["severity"] == "error"][0]
+    bad = next(d for d in doc["diagnostics"] if d["severity"] == "error")
     assert bad["file"] == str(f) and bad["line"] == 3
 
 
 def test_demo_generate_json(tmp_path: Path) -> None:
-    res = runner.invoke(app, ["demo", "generate", "--out", str(tmp_path / "e"), "--flows",
-                              "3000", "--days", "1", "--format", "zeek", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "demo",
+            "generate",
+            "--out",
+            str(tmp_path / "e"),
+            "--flows",
+            "3000",
+            "--days",
+            "1",
+            "--format",
+            "zeek",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["records"] > 0 and doc["workloads"] >= 6 * 3

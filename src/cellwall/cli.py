@@ -28,8 +28,7 @@ app = typer.Typer(
 )
 flows_app = typer.Typer(help="Look at the flows in the lake.", no_args_is_help=True)
 app.add_typer(flows_app, name="flows")
-inventory_app = typer.Typer(help="Labelled workloads and label conventions.",
-                            no_args_is_help=True)
+inventory_app = typer.Typer(help="Labelled workloads and label conventions.", no_args_is_help=True)
 app.add_typer(inventory_app, name="inventory")
 demo_app = typer.Typer(help="The synthetic estate, end to end.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
@@ -144,8 +143,13 @@ def _print_ingest(doc: dict[str, Any]) -> None:
     for f in doc["files"]:
         q = ", ".join(f"{k}={v}" for k, v in f["quarantined"].items()) or "0"
         table.add_row(
-            Path(f["path"]).name, f["format"], f["status"], f"{f['read']:,}",
-            f"{f['stored']:,}", f"{f['duplicate']:,}", q,
+            Path(f["path"]).name,
+            f["format"],
+            f["status"],
+            f"{f['read']:,}",
+            f"{f['stored']:,}",
+            f"{f['duplicate']:,}",
+            q,
         )
     out.print(table)
     q = ", ".join(f"{k}={v}" for k, v in doc["quarantined"].items()) or "none"
@@ -155,8 +159,11 @@ def _print_ingest(doc: dict[str, Any]) -> None:
         f"quarantined {doc['quarantined_total']:,} ({q})  ignored ({ig})"
     )
     rate = doc["records_per_s"]
-    out.print(f"{doc['seconds']:.2f} s" + (f", {rate:,} records/s" if rate else "")
-              + f"; lake: {doc['lake']}")
+    out.print(
+        f"{doc['seconds']:.2f} s"
+        + (f", {rate:,} records/s" if rate else "")
+        + f"; lake: {doc['lake']}"
+    )
     if any(doc["quarantined"].values()):
         out.print(f"quarantine: {Path(doc['lake']) / 'quarantine'}")
     for f in doc["files"]:
@@ -193,7 +200,9 @@ def flows_query(
     source_format: Annotated[str | None, typer.Option("--source-format")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rows (0: all).")] = 50,
     count: Annotated[bool, typer.Option("--count", help="Only count the matching flows.")] = False,
-    out_file: Annotated[Path | None, typer.Option("--out", help="Write CSV or Parquet here.")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write CSV or Parquet here.")
+    ] = None,
     now: NowOpt = None,
     home: HomeOpt = None,
     lake: LakeOpt = None,
@@ -208,22 +217,42 @@ def flows_query(
             ws,
             since=parse_time(since, now, "--since"),
             until=parse_time(until, now, "--until"),
-            ip=ip, src=src, dst=dst, port=port, proto=proto, action=action,
-            fmt=source_format, limit=limit, count_only=count, out=out_file,
+            ip=ip,
+            src=src,
+            dst=dst,
+            port=port,
+            proto=proto,
+            action=action,
+            fmt=source_format,
+            limit=limit,
+            count_only=count,
+            out=out_file,
         )
         if as_json:
             emit_json(result)
             return
         if count or out_file is not None:
-            out.print(f"{result['count']:,} flows" + (f" written to {out_file}" if out_file else ""))
+            out.print(
+                f"{result['count']:,} flows" + (f" written to {out_file}" if out_file else "")
+            )
             return
         _print_rows(result["rows"])
         out.print(f"{len(result['rows'])} of {result['count']:,} matching flows")
 
 
 def _print_rows(rows: list[dict[str, Any]]) -> None:
-    cols = ["start", "src_ip", "src_port", "dst_ip", "dst_port", "proto", "bytes", "packets",
-            "action", "lineage_format"]
+    cols = [
+        "start",
+        "src_ip",
+        "src_port",
+        "dst_ip",
+        "dst_port",
+        "proto",
+        "bytes",
+        "packets",
+        "action",
+        "lineage_format",
+    ]
     table = Table(show_edge=False)
     for c in cols:
         table.add_column(c)
@@ -237,22 +266,35 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
 
 def _print_diagnostics(diags: list[dict[str, Any]]) -> None:
     for d in diags:
-        where = ":".join(str(x) for x in (d["file"] or "<input>", d["line"], d["col"])
-                         if x is not None)
+        where = ":".join(
+            str(x) for x in (d["file"] or "<input>", d["line"], d["col"]) if x is not None
+        )
         colour = "red" if d["severity"] == "error" else "yellow"
         hint = f"  [dim]hint: {escape(d['hint'])}[/]" if d["hint"] else ""
-        out.print(f"{escape(where)}: [{colour}]{d['severity']}[/] {d['code']}: "
-                  f"{escape(d['message'])}{hint}", highlight=False)
+        out.print(
+            f"{escape(where)}: [{colour}]{d['severity']}[/] {d['code']}: "
+            f"{escape(d['message'])}{hint}",
+            highlight=False,
+        )
 
 
 @inventory_app.command("load")
 def inventory_load(
-    files: Annotated[list[Path], typer.Argument(help="YAML/CSV workloads, Kubernetes "
-                                                "manifests, AWS describe-instances JSON.")],
-    source: Annotated[str | None, typer.Option(help="One source name for all the files "
-                                               "(default: each file is its own source).")] = None,
-    conventions: Annotated[Path | None, typer.Option(help="A LabelConvention file whose "
-                                                     "aliases apply while loading.")] = None,
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="YAML/CSV workloads, Kubernetes manifests, AWS describe-instances JSON."
+        ),
+    ],
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="One source name for all the files (default: each file is its own source)."
+        ),
+    ] = None,
+    conventions: Annotated[
+        Path | None, typer.Option(help="A LabelConvention file whose aliases apply while loading.")
+    ] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -266,18 +308,24 @@ def inventory_load(
         else:
             _print_diagnostics(doc["diagnostics"])
             for s in doc["sources"]:
-                out.print(f"{s['source']}: {s['workloads']} workloads"
-                          + (f", {s['conventions']} convention(s)" if s["conventions"] else ""))
-            out.print(f"{doc['workloads_total']} workloads in the inventory; "
-                      f"{doc['errors']} errors, {doc['warnings']} warnings")
+                out.print(
+                    f"{s['source']}: {s['workloads']} workloads"
+                    + (f", {s['conventions']} convention(s)" if s["conventions"] else "")
+                )
+            out.print(
+                f"{doc['workloads_total']} workloads in the inventory; "
+                f"{doc['errors']} errors, {doc['warnings']} warnings"
+            )
         if doc["errors"]:
             raise typer.Exit(2)
 
 
 @inventory_app.command("check")
 def inventory_check(
-    conventions: Annotated[Path | None, typer.Option(help="Check against this LabelConvention "
-                                                     "file instead of the loaded one.")] = None,
+    conventions: Annotated[
+        Path | None,
+        typer.Option(help="Check against this LabelConvention file instead of the loaded one."),
+    ] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -290,8 +338,10 @@ def inventory_check(
             emit_json(doc)
         else:
             _print_diagnostics(doc["findings"])
-            out.print(f"{doc['workloads']} workloads checked: {doc['errors']} errors, "
-                      f"{doc['warnings']} warnings")
+            out.print(
+                f"{doc['workloads']} workloads checked: {doc['errors']} errors, "
+                f"{doc['warnings']} warnings"
+            )
         if doc["errors"]:
             raise typer.Exit(1)
 
@@ -308,10 +358,12 @@ def _selector(items: list[str] | None) -> dict[str, str]:
 
 @inventory_app.command("list")
 def inventory_list(
-    label: Annotated[list[str] | None, typer.Option("--label", "-l",
-                                                    help="Only workloads with KEY=VALUE.")] = None,
-    at: Annotated[str | None, typer.Option(help="The inventory as it was loaded at this "
-                                           "time.")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="Only workloads with KEY=VALUE.")
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option(help="The inventory as it was loaded at this time.")
+    ] = None,
     now: NowOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
@@ -320,8 +372,9 @@ def inventory_list(
     from cellwall.services.inventory import list_workloads
 
     with handled():
-        rows = list_workloads(workspace(home), at=parse_time(at, now, "--at"),
-                              selector=_selector(label))
+        rows = list_workloads(
+            workspace(home), at=parse_time(at, now, "--at"), selector=_selector(label)
+        )
         if as_json:
             emit_json(rows)
             return
@@ -354,8 +407,9 @@ def inventory_who(
         for r in rows:
             if r["workload"]:
                 labels = " ".join(f"{k}={v}" for k, v in (r["labels"] or {}).items())
-                out.print(f"{r['ip']} at {r['at']}: [bold]{escape(r['workload'])}[/] "
-                          f"{escape(labels)}")
+                out.print(
+                    f"{r['ip']} at {r['at']}: [bold]{escape(r['workload'])}[/] {escape(labels)}"
+                )
             else:
                 out.print(f"{r['ip']} at {r['at']}: {r['class']}")
 
@@ -369,29 +423,50 @@ FlowsOpt = Annotated[int | None, typer.Option(help="About this many flow records
 FormatOpt = Annotated[str | None, typer.Option("--format", help="vpc or zeek.")]
 
 
-def _demo_config(seed: int | None, start: str | None, days: int | None, flows: int | None,
-                 fmt: str | None, gz: bool | None = None) -> Any:
+def _demo_config(
+    seed: int | None,
+    start: str | None,
+    days: int | None,
+    flows: int | None,
+    fmt: str | None,
+    gz: bool | None = None,
+) -> Any:
     from cellwall.services.demo import demo_config
 
-    return demo_config(seed=seed, start=parse_time(start, None, "--start"), days=days,
-                       flows=flows, fmt=fmt, gzip=gz)
+    return demo_config(
+        seed=seed,
+        start=parse_time(start, None, "--start"),
+        days=days,
+        flows=flows,
+        fmt=fmt,
+        gzip=gz,
+    )
 
 
 def _bar() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(bar_width=None),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f}"), TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(), console=err, disable=not err.is_terminal, transient=True,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=None),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+        transient=True,
     )
 
 
 @demo_app.command("generate")
 def demo_generate(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to write into.")],
-    seed: SeedOpt = None, start: StartOpt = None, days: DaysOpt = None, flows: FlowsOpt = None,
+    seed: SeedOpt = None,
+    start: StartOpt = None,
+    days: DaysOpt = None,
+    flows: FlowsOpt = None,
     fmt: FormatOpt = None,
-    gz: Annotated[bool | None, typer.Option("--gzip/--no-gzip", help="Gzip the flow files.")]
-    = None,
+    gz: Annotated[
+        bool | None, typer.Option("--gzip/--no-gzip", help="Gzip the flow files.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write the estate: flow files, inventory, conventions and the ground truth."""
@@ -412,19 +487,25 @@ def demo_generate(
         if as_json:
             emit_json(doc)
             return
-        out.print(f"{doc['records']:,} flow records in {doc['flow_files']} files, "
-                  f"{doc['workloads']} workloads, {doc['edges']} intended edges, "
-                  f"{doc['attack_conversations']} attack conversations "
-                  f"({doc['records_per_second']:,} records/s)")
+        out.print(
+            f"{doc['records']:,} flow records in {doc['flow_files']} files, "
+            f"{doc['workloads']} workloads, {doc['edges']} intended edges, "
+            f"{doc['attack_conversations']} attack conversations "
+            f"({doc['records_per_second']:,} records/s)"
+        )
         out.print(f"written to {out_dir}; the ground truth is {doc['documents']['truth']}")
 
 
 @demo_app.command("run")
 def demo_run(
-    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the estate and "
-                                          "the workspace.")] = Path("demo-output"),
-    seed: SeedOpt = None, start: StartOpt = None, days: DaysOpt = None,
-    flows: FlowsOpt = 200_000, fmt: FormatOpt = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Directory for the estate and the workspace.")
+    ] = Path("demo-output"),
+    seed: SeedOpt = None,
+    start: StartOpt = None,
+    days: DaysOpt = None,
+    flows: FlowsOpt = 200_000,
+    fmt: FormatOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate the estate, ingest it, load and check the inventory, resolve identities."""
@@ -453,27 +534,34 @@ def demo_run(
 def _print_demo(doc: dict[str, Any]) -> None:
     e, i, inv, ident = doc["estate"], doc["ingest"], doc["inventory"], doc["identity"]
     out.print("[bold]cellwall demo[/]")
-    out.print(f"  estate     {e['workloads']} workloads, {e['edges']} intended edges, "
-              f"{e['records']:,} flow records ({e['attack_conversations']} attack "
-              f"conversations marked)")
+    out.print(
+        f"  estate     {e['workloads']} workloads, {e['edges']} intended edges, "
+        f"{e['records']:,} flow records ({e['attack_conversations']} attack "
+        f"conversations marked)"
+    )
     q = ", ".join(f"{k}={v}" for k, v in i["quarantined"].items()) or "none"
-    out.print(f"  ingest     read {i['read']:,}, stored {i['stored']:,}, duplicate "
-              f"{i['duplicate']:,}, quarantined {i['quarantined_total']:,} ({q}), "
-              f"{i['records_per_s'] or 0:,} records/s")
-    out.print(f"  inventory  {inv['workloads_total']} workloads loaded, {inv['errors']} errors; "
-              f"convention check: {doc['inventory_check']['errors']} errors, "
-              f"{doc['inventory_check']['warnings']} warnings")
+    out.print(
+        f"  ingest     read {i['read']:,}, stored {i['stored']:,}, duplicate "
+        f"{i['duplicate']:,}, quarantined {i['quarantined_total']:,} ({q}), "
+        f"{i['records_per_s'] or 0:,} records/s"
+    )
+    out.print(
+        f"  inventory  {inv['workloads_total']} workloads loaded, {inv['errors']} errors; "
+        f"convention check: {doc['inventory_check']['errors']} errors, "
+        f"{doc['inventory_check']['warnings']} warnings"
+    )
     by = ", ".join(f"{k}={v:,}" for k, v in ident["by_class"].items())
-    out.print(f"  identity   {ident['resolved_share']:.1%} of flow endpoints resolve to a "
-              f"workload at the flow's time ({by}); {ident['workloads_seen']} of "
-              f"{ident['workloads_total']} workloads seen in traffic")
+    out.print(
+        f"  identity   {ident['resolved_share']:.1%} of flow endpoints resolve to a "
+        f"workload at the flow's time ({by}); {ident['workloads_seen']} of "
+        f"{ident['workloads_total']} workloads seen in traffic"
+    )
     out.print("[bold]results[/]")
     out.print(f"  summary    {doc['out']}/summary.json")
     out.print(f"  estate     {doc['out']}/estate (flows, inventory.yaml, truth.json)")
     out.print(f"  workspace  {doc['workspace']}  (cellwall ... --home {doc['workspace']})")
     out.print(f"  lake       {doc['lake']}")
-    out.print(f"  try        cellwall flows query --home {doc['workspace']} --port 5432 "
-              "--limit 10")
+    out.print(f"  try        cellwall flows query --home {doc['workspace']} --port 5432 --limit 10")
 
 
 def main() -> None:

@@ -31,8 +31,10 @@ def csv_source(mapping: Path) -> CsvSource:
 
 def test_maps_columns_units_and_protocol_names(tmp_path: Path) -> None:
     m = tmp_path / "m.yaml"
-    m.write_text("columns:\n  start: {column: first, unit: ms}\n  src_ip: a\n  dst_ip: b\n"
-                 "  proto: p\n  dst_port: port\nconstants: {exporter: fw-1}\ndelimiter: ';'\n")
+    m.write_text(
+        "columns:\n  start: {column: first, unit: ms}\n  src_ip: a\n  dst_ip: b\n"
+        "  proto: p\n  dst_port: port\nconstants: {exporter: fw-1}\ndelimiter: ';'\n"
+    )
     data = b"first;a;b;p;port\n1762000000123;10.0.0.1;2001:DB8::1;UDP;53\n"
     flows, rejects = read_all(CsvSource({"mapping": str(m)}), data)
     row = flows.to_pylist()[0]
@@ -43,12 +45,14 @@ def test_maps_columns_units_and_protocol_names(tmp_path: Path) -> None:
 
 
 def test_bad_rows_are_rejected_with_line_and_field(csv_source: CsvSource) -> None:
-    data = (b"ts,src,dst,sport,dport,proto,octets\n"
-            b"1762000000,10.0.0.1,10.0.0.2,1,443,tcp,5\n"
-            b"1762000000,10.0.0.1,10.0.0.2,1,65536,tcp,5\n"
-            b"1762000000,10.0.0.1\n"
-            b"1762000000,10.0.0.x,10.0.0.2,1,443,tcp,5\n"
-            b"1762000001,10.0.0.3,10.0.0.2,1,443,tcp,5\n")
+    data = (
+        b"ts,src,dst,sport,dport,proto,octets\n"
+        b"1762000000,10.0.0.1,10.0.0.2,1,443,tcp,5\n"
+        b"1762000000,10.0.0.1,10.0.0.2,1,65536,tcp,5\n"
+        b"1762000000,10.0.0.1\n"
+        b"1762000000,10.0.0.x,10.0.0.2,1,443,tcp,5\n"
+        b"1762000001,10.0.0.3,10.0.0.2,1,443,tcp,5\n"
+    )
     flows, rejects = read_all(csv_source, data)
     assert flows["lineage_pos"].to_pylist() == [2, 6]
     got = sorted((r["pos"], r["reason"]) for r in rejects)
@@ -75,12 +79,17 @@ def test_missing_source_column_is_a_format_error(csv_source: CsvSource) -> None:
 
 
 def test_parquet_with_canonical_columns_needs_no_mapping() -> None:
-    table = pa.table({
-        "start": pa.array([1_762_000_000_000_000, 1_762_000_001_000_000],
-                          pa.timestamp("us", tz="UTC")),
-        "src_ip": ["10.0.0.1", "999.0.0.1"], "dst_ip": ["10.0.0.2", "10.0.0.2"],
-        "proto": pa.array([6, 6], pa.int64()), "bytes": pa.array([10, 20], pa.int64()),
-    })
+    table = pa.table(
+        {
+            "start": pa.array(
+                [1_762_000_000_000_000, 1_762_000_001_000_000], pa.timestamp("us", tz="UTC")
+            ),
+            "src_ip": ["10.0.0.1", "999.0.0.1"],
+            "dst_ip": ["10.0.0.2", "10.0.0.2"],
+            "proto": pa.array([6, 6], pa.int64()),
+            "bytes": pa.array([10, 20], pa.int64()),
+        }
+    )
     buf = io.BytesIO()
     pq.write_table(table, buf)
     assert ParquetSource.sniff(buf.getvalue()[:4])
@@ -89,7 +98,9 @@ def test_parquet_with_canonical_columns_needs_no_mapping() -> None:
     assert rejects[0]["pos"] == 1 and rejects[0]["unit"] == "row"
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.binary(max_size=400))
 def test_fuzz_csv_never_crashes(tmp_path_factory: pytest.TempPathFactory, junk: bytes) -> None:
     m = tmp_path_factory.mktemp("m") / "m.yaml"

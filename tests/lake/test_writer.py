@@ -40,8 +40,9 @@ def test_same_file_twice_adds_nothing(ws: Workspace, tmp_path: Path, mapping: Pa
     assert lake_rows(ws) == 500
 
 
-def test_gzip_of_an_ingested_file_is_a_duplicate(ws: Workspace, tmp_path: Path,
-                                                  mapping: Path) -> None:
+def test_gzip_of_an_ingested_file_is_a_duplicate(
+    ws: Workspace, tmp_path: Path, mapping: Path
+) -> None:
     f = write_csv(tmp_path / "a.csv", make_rows(300))
     gz = tmp_path / "a.csv.gz"
     gz.write_bytes(gzip.compress(f.read_bytes()))
@@ -62,8 +63,9 @@ def test_partitions_by_utc_day(ws: Workspace, tmp_path: Path, mapping: Path) -> 
     assert first.num_rows == 50
 
 
-def test_truncated_gzip_keeps_the_good_records(ws: Workspace, tmp_path: Path,
-                                                mapping: Path) -> None:
+def test_truncated_gzip_keeps_the_good_records(
+    ws: Workspace, tmp_path: Path, mapping: Path
+) -> None:
     f = write_csv(tmp_path / "a.csv", make_rows(20000))
     data = gzip.compress(f.read_bytes())
     gz = tmp_path / "cut.csv.gz"
@@ -71,8 +73,11 @@ def test_truncated_gzip_keeps_the_good_records(ws: Workspace, tmp_path: Path,
     doc = ingest_paths(ws, [gz], fmt="csv", options={"mapping": str(mapping)}).to_dict()
     assert doc["quarantined"].get("truncated-gzip") == 1
     assert 0 < doc["stored"] < 20000
-    q = [json.loads(line) for p in (ws.lake / "quarantine").glob("*.jsonl")
-         for line in p.read_text().splitlines()]
+    q = [
+        json.loads(line)
+        for p in (ws.lake / "quarantine").glob("*.jsonl")
+        for line in p.read_text().splitlines()
+    ]
     cut = [r for r in q if r["reason"] == "truncated-gzip"]
     assert cut[0]["file"] == str(gz) and cut[0]["unit"] == "offset" and cut[0]["pos"] > 0
 
@@ -92,10 +97,16 @@ def _staged_commit_crash(ws: Workspace) -> tuple[LakeLayout, Manifest, StagedIng
     n = 10
     table = conform(
         {
-            "start": pa.array([1_762_000_000_000_000 + i * 86_400_000_000 for i in range(n)],
-                              pa.timestamp("us", tz="UTC")),
-            "src_ip": ["10.0.0.1"] * n, "dst_ip": ["10.0.0.2"] * n, "proto": [6] * n,
-            "lineage_format": ["csv"] * n, "lineage_file": ["x"] * n, "lineage_pos": list(range(n)),
+            "start": pa.array(
+                [1_762_000_000_000_000 + i * 86_400_000_000 for i in range(n)],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "src_ip": ["10.0.0.1"] * n,
+            "dst_ip": ["10.0.0.2"] * n,
+            "proto": [6] * n,
+            "lineage_format": ["csv"] * n,
+            "lineage_file": ["x"] * n,
+            "lineage_pos": list(range(n)),
         },
         n,
     )
@@ -109,8 +120,15 @@ def _staged_commit_crash(ws: Workspace) -> tuple[LakeLayout, Manifest, StagedIng
 def test_crash_in_the_middle_of_a_commit_rolls_forward(ws: Workspace) -> None:
     layout, manifest, staged = _staged_commit_crash(ws)
     files = staged.close()
-    manifest.begin_commit(staged.txn, path="x", fmt="csv", raw_key="r", content_key="c",
-                          counts={"read": 11, "stored": 10}, staged=files)
+    manifest.begin_commit(
+        staged.txn,
+        path="x",
+        fmt="csv",
+        raw_key="r",
+        content_key="c",
+        counts={"read": 11, "stored": 10},
+        staged=files,
+    )
     # The process dies after moving only the first file into place.
     first = files[0]
     Path(first.final).parent.mkdir(parents=True, exist_ok=True)
@@ -133,16 +151,22 @@ def test_crash_before_commit_leaves_nothing(ws: Workspace) -> None:
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "cellwall.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cellwall.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 @pytest.mark.real
 def test_kill_9_mid_ingest_then_rerun(tmp_path: Path, mapping: Path) -> None:
     home = tmp_path / "home"
     env = {**os.environ, "CELLWALL_HOME": str(home)}
-    files = [write_csv(tmp_path / f"f{i}.csv", make_rows(300_000, start=1_762_000_000 + i))
-             for i in range(3)]
+    files = [
+        write_csv(tmp_path / f"f{i}.csv", make_rows(300_000, start=1_762_000_000 + i))
+        for i in range(3)
+    ]
     args = ["ingest", *map(str, files), "--format", "csv", "-o", f"mapping={mapping}", "--json"]
     proc = _cli(*args, env=env)
     staging = home / "lake" / "_staging"
@@ -170,9 +194,13 @@ def test_kill_9_mid_ingest_then_rerun(tmp_path: Path, mapping: Path) -> None:
 def test_second_writer_is_refused(ws: Workspace, tmp_path: Path, mapping: Path) -> None:
     ws.ensure()
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import filelock,sys,time; l=filelock.FileLock(sys.argv[1]); l.acquire(); "
-         "print('held', flush=True); time.sleep(30)", str(ws.home / "writer.lock")],
+        [
+            sys.executable,
+            "-c",
+            "import filelock,sys,time; l=filelock.FileLock(sys.argv[1]); l.acquire(); "
+            "print('held', flush=True); time.sleep(30)",
+            str(ws.home / "writer.lock"),
+        ],
         stdout=subprocess.PIPE,
     )
     try:

@@ -16,14 +16,16 @@ from cellwall.workspace import Workspace
 
 @pytest.mark.parametrize("fmt", ["vpc", "zeek"])
 def test_demo_run_end_to_end(tmp_path: Path, fmt: str) -> None:
-    config = demo_config(seed=11, days=2, flows=6000, fmt=fmt,
-                         start=datetime(2026, 11, 2, tzinfo=UTC))
+    config = demo_config(
+        seed=11, days=2, flows=6000, fmt=fmt, start=datetime(2026, 11, 2, tzinfo=UTC)
+    )
     doc = run_demo(tmp_path / "out", config)
     estate, ingest = doc["estate"], doc["ingest"]
     assert ingest["stored"] == estate["records"] > 0
     assert ingest["quarantined_total"] == 0
     assert ingest["ignored"].get("nodata", 0) + ingest["ignored"].get("skipdata", 0) == (
-        estate["other_lines"] if fmt == "vpc" else 0)
+        estate["other_lines"] if fmt == "vpc" else 0
+    )
     assert doc["inventory"]["workloads_total"] == estate["workloads"]
     ident = doc["identity"]
     assert ident["endpoints"] == 2 * estate["records"]

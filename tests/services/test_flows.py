@@ -18,8 +18,9 @@ from tests.flowfiles import make_rows, write_csv
 def loaded(ws: Workspace, tmp_path: Path, mapping: Path) -> Workspace:
     rows = make_rows(400, start=1_762_000_000, step=600)  # 400 flows over ~2.8 days
     rows.append((1_762_000_100, "10.9.9.9", "192.0.2.7", 50000, 53, "udp", 60))
-    ingest_paths(ws, [write_csv(tmp_path / "f.csv", rows)], fmt="csv",
-                 options={"mapping": str(mapping)})
+    ingest_paths(
+        ws, [write_csv(tmp_path / "f.csv", rows)], fmt="csv", options={"mapping": str(mapping)}
+    )
     return ws
 
 

@@ -9,7 +9,9 @@ __all__ = ["connect"]
 DEFAULT_MEMORY = "2GB"
 
 
-def connect(kind: str = "duckdb", *, memory_limit: str = DEFAULT_MEMORY, threads: int | None = None) -> Any:
+def connect(
+    kind: str = "duckdb", *, memory_limit: str = DEFAULT_MEMORY, threads: int | None = None
+) -> Any:
     """An Ibis backend. ``duckdb`` is the default; ``spark`` arrives with the map issue."""
     import ibis
 

@@ -97,7 +97,7 @@ class Chunk:
 
     @property
     def read(self) -> int:
-        return self.flows.num_rows + len(self.rejects) + sum(self.ignored.values())
+        return int(self.flows.num_rows) + len(self.rejects) + sum(self.ignored.values())
 
 
 class FlowSource(ABC):

@@ -40,7 +40,7 @@ class Parsed:
     delimiter: str
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
     def reject(self, bad: pa.Array | np.ndarray, rejects: Rejects, reason: str, what: str) -> Parsed:
         """Move the rows where ``bad`` is true into ``rejects``; return the rest."""
@@ -236,15 +236,15 @@ def parse_block(
         if bad is not None and pc.any(bad).as_py():
             problems.append((name, bad, expect))
             bad_any = bad if bad_any is None else pc.or_(bad_any, bad)
-    strings = parsed
+    as_text = parsed
     parsed = Parsed(pa.table(columns), lines, delimiter)
     if bad_any is None:
         return parsed
     mask = np.asarray(bad_any)
     for i in np.flatnonzero(mask):
         name, _, expect = next(p for p in problems if p[1][int(i)].as_py())
-        value = strings.table[name][int(i)].as_py()
-        row = [strings.table[n][int(i)].as_py() for n in names]
+        value = as_text.table[name][int(i)].as_py()
+        row = [as_text.table[n][int(i)].as_py() for n in names]
         raw = delimiter.join("-" if v is None else v for v in row)
         rejects.add(int(lines[i]), "bad-field", f"field {name!r} = {value!r} is not {expect}", raw)
     keep = pa.array(~mask)

@@ -57,8 +57,15 @@ def load_mapping(path: str | None) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         raise FormatError(
             f"{path}: the mapping file is not YAML",
-            diagnostics=[Diagnostic(path, mark.line + 1 if mark else None,
-                                    mark.column + 1 if mark else None, "mapping-yaml", str(exc))],
+            diagnostics=[
+                Diagnostic(
+                    path,
+                    mark.line + 1 if mark else None,
+                    mark.column + 1 if mark else None,
+                    "mapping-yaml",
+                    str(exc),
+                )
+            ],
         ) from exc
     if not isinstance(doc, dict):
         raise FormatError(f"{path}: a mapping file is a YAML mapping with a `columns` key")
@@ -68,16 +75,32 @@ def load_mapping(path: str | None) -> dict[str, Any]:
         raise FormatError(f"{path}: `columns` must map canonical names to source columns")
     for target, spec in columns.items():
         if target not in FLOW_SCHEMA.names or target.startswith("lineage_"):
-            problems.append(Diagnostic(path, None, None, "mapping-target",
-                                       f"{target!r} is not a flow column",
-                                       hint="see docs/flows.md for the column names"))
+            problems.append(
+                Diagnostic(
+                    path,
+                    None,
+                    None,
+                    "mapping-target",
+                    f"{target!r} is not a flow column",
+                    hint="see docs/flows.md for the column names",
+                )
+            )
         unit = spec.get("unit", "s") if isinstance(spec, dict) else "s"
         if unit not in UNITS:
-            problems.append(Diagnostic(path, None, None, "mapping-unit",
-                                       f"{target}: unit {unit!r}", hint="use s, ms, us, ns or iso"))
+            problems.append(
+                Diagnostic(
+                    path,
+                    None,
+                    None,
+                    "mapping-unit",
+                    f"{target}: unit {unit!r}",
+                    hint="use s, ms, us, ns or iso",
+                )
+            )
     if problems:
-        raise FormatError(f"{path}: the mapping file has {len(problems)} problem(s)",
-                          diagnostics=problems)
+        raise FormatError(
+            f"{path}: the mapping file has {len(problems)} problem(s)", diagnostics=problems
+        )
     return {
         "columns": columns,
         "constants": doc.get("constants") or {},
@@ -100,8 +123,9 @@ def _timestamp(col: pa.Array, unit: str) -> tuple[pa.Array, pa.Array]:
                 return _timestamp(pc.cast(col, pa.float64()), unit)
         text = pc.replace_substring_regex(col, r"Z$", "+00:00")
         try:
-            values = pc.cast(pc.strptime(text, format="%Y-%m-%dT%H:%M:%S%z", unit="us",
-                                         error_is_null=True), TS)
+            values = pc.cast(
+                pc.strptime(text, format="%Y-%m-%dT%H:%M:%S%z", unit="us", error_is_null=True), TS
+            )
         except pa.ArrowInvalid:
             values = pa.nulls(len(col), TS)
         return values, pc.or_(pc.is_valid(values), pc.is_null(col))
@@ -145,11 +169,13 @@ class _Mapped(FlowSource):
         super().__init__(options)
         self.mapping = load_mapping(self.options.get("mapping"))
 
-    def _convert(self, batch: pa.RecordBatch, pos: np.ndarray, file: str,
-                 rejects: Rejects) -> pa.Table:
+    def _convert(
+        self, batch: pa.RecordBatch, pos: np.ndarray, file: str, rejects: Rejects
+    ) -> pa.Table:
         names = set(batch.schema.names)
         specs: dict[str, Any] = {
-            f.name: f.name for f in FLOW_SCHEMA
+            f.name: f.name
+            for f in FLOW_SCHEMA
             if f.name in names and not f.name.startswith("lineage_")
         }
         specs.update(self.mapping["columns"])
@@ -180,8 +206,11 @@ class _Mapped(FlowSource):
                 ok = pc.or_kleene(ok, pc.is_null(col)).fill_null(False)
                 expect = f"an integer that fits {ftype}"
             elif pa.types.is_boolean(ftype):
-                values = pc.cast(col, pa.bool_()) if not pa.types.is_string(col.type) else \
-                    pc.is_in(pc.utf8_lower(col), pa.array(["true", "t", "1", "yes"]))
+                values = (
+                    pc.cast(col, pa.bool_())
+                    if not pa.types.is_string(col.type)
+                    else pc.is_in(pc.utf8_lower(col), pa.array(["true", "t", "1", "yes"]))
+                )
                 ok = pa.array(np.ones(n, bool))
                 expect = ""
             else:
@@ -202,10 +231,16 @@ class _Mapped(FlowSource):
                 mask, target, expect = next(w for w in why if w[0][i])
                 src = _source_name(target, specs[target])
                 value = batch.column(src)[int(i)].as_py()
-                raw = ",".join("" if v is None else str(v)
-                               for v in batch.slice(int(i), 1).to_pylist()[0].values())
-                rejects.add(int(pos[i]), "bad-field",
-                            f"column {src!r} ({target}) = {value!r} is not {expect}", raw)
+                raw = ",".join(
+                    "" if v is None else str(v)
+                    for v in batch.slice(int(i), 1).to_pylist()[0].values()
+                )
+                rejects.add(
+                    int(pos[i]),
+                    "bad-field",
+                    f"column {src!r} ({target}) = {value!r} is not {expect}",
+                    raw,
+                )
             table = table.filter(pa.array(~bad))
         return table
 
@@ -230,17 +265,26 @@ class CsvSource(_Mapped):
         except UnicodeDecodeError:
             names = []
         if not names or not all(n.strip() for n in names):
-            raise FormatError(f"{file}: line 1: not a CSV header",
-                              hint="the first line must name the columns")
+            raise FormatError(
+                f"{file}: line 1: not a CSV header", hint="the first line must name the columns"
+            )
         names = [n.strip().strip('"') for n in names]
         types = {n: pa.string() for n in names}
         for block in iter_blocks(stream, prefix=b""):
             rejects = Rejects(file)
             shifted = Block(block.first_line + 1, block.offset + len(header), block.data)
-            parsed = parse_block(shifted, names, types, rejects, delimiter=delimiter,
-                                 null_values=("", "-", "NULL", "null"), quoting=True)
+            parsed = parse_block(
+                shifted,
+                names,
+                types,
+                rejects,
+                delimiter=delimiter,
+                null_values=("", "-", "NULL", "null"),
+                quoting=True,
+            )
             batch = pa.RecordBatch.from_arrays(
-                [parsed.table[n].combine_chunks() for n in names], names=names)
+                [parsed.table[n].combine_chunks() for n in names], names=names
+            )
             yield Chunk(self._convert(batch, parsed.lines, file, rejects), rejects)
 
 

@@ -35,7 +35,9 @@ class InputStream(io.RawIOBase):
             raise InputError(f"{path}: cannot open: {exc.strerror}") from exc
         self.compressed = self._raw.read(2) == GZIP_MAGIC
         self._raw.seek(0)
-        self._inner: BinaryIO = gzip.GzipFile(fileobj=self._raw) if self.compressed else self._raw
+        self._inner: BinaryIO = (
+            gzip.GzipFile(fileobj=self._raw) if self.compressed else self._raw  # type: ignore[assignment]
+        )
         self.position = 0
         self.damage: str | None = None
 

@@ -60,7 +60,9 @@ class Manifest:
         self.engine = engine
         metadata.create_all(engine)
 
-    def find(self, *, raw_key: str | None = None, content_key: str | None = None) -> dict[str, Any] | None:
+    def find(
+        self, *, raw_key: str | None = None, content_key: str | None = None
+    ) -> dict[str, Any] | None:
         q = sa.select(ingests).where(ingests.c.status == "committed")
         if raw_key is not None:
             q = q.where(ingests.c.raw_key == raw_key)
@@ -103,8 +105,14 @@ class Manifest:
                 conn.execute(
                     files.insert(),
                     [
-                        {"txn": txn, "kind": f.kind, "staged": f.staged, "final": f.final,
-                         "day": f.day, "rows": f.rows}
+                        {
+                            "txn": txn,
+                            "kind": f.kind,
+                            "staged": f.staged,
+                            "final": f.final,
+                            "day": f.day,
+                            "rows": f.rows,
+                        }
                         for f in staged
                     ],
                 )
@@ -119,15 +127,22 @@ class Manifest:
 
     def pending(self) -> list[tuple[str, list[StagedFile]]]:
         with self.engine.connect() as conn:
-            txns = conn.execute(
-                sa.select(ingests.c.txn).where(ingests.c.status == "committing")
-            ).scalars().all()
+            txns = (
+                conn.execute(sa.select(ingests.c.txn).where(ingests.c.status == "committing"))
+                .scalars()
+                .all()
+            )
             out = []
             for txn in txns:
                 rows = conn.execute(sa.select(files).where(files.c.txn == txn)).mappings().all()
                 out.append(
-                    (txn, [StagedFile(r["kind"], r["staged"], r["final"], r["day"], r["rows"])
-                           for r in rows])
+                    (
+                        txn,
+                        [
+                            StagedFile(r["kind"], r["staged"], r["final"], r["day"], r["rows"])
+                            for r in rows
+                        ],
+                    )
                 )
         return out
 

@@ -31,8 +31,10 @@ def _fresh(out: Path) -> None:
     """Start from an empty output directory; only a previous demo's output is removed."""
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).exists():
-            raise UsageError(f"{out} is not empty and was not written by `cellwall demo`",
-                             hint="choose another --out")
+            raise UsageError(
+                f"{out} is not empty and was not written by `cellwall demo`",
+                hint="choose another --out",
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("written by cellwall demo run; removed by the next run\n")
@@ -46,8 +48,7 @@ def identity_coverage(ws: Workspace) -> dict[str, Any]:
     ends: Counter[str] = Counter()
     owners: set[str] = set()
     with Resolver(workloads) as resolver:
-        for batch in dataset.to_batches(columns=["start", "src_ip", "dst_ip"],
-                                        batch_size=1 << 20):
+        for batch in dataset.to_batches(columns=["start", "src_ip", "dst_ip"], batch_size=1 << 20):
             for col in ("src_ip", "dst_ip"):
                 got = resolver.resolve(batch[col], batch["start"])
                 owned = pc.is_valid(got["owner"])
@@ -76,8 +77,9 @@ def run_demo(
     started = time.perf_counter()
     _fresh(out)
     estate_dir = out / "estate"
-    result = generate(estate_dir, config,
-                      (lambda d, t: progress("generate", d, t)) if progress else None)
+    result = generate(
+        estate_dir, config, (lambda d, t: progress("generate", d, t)) if progress else None
+    )
     ws = Workspace.resolve(out / "home")
     ingest_progress: Progress | None = None
     if progress is not None:
@@ -89,8 +91,9 @@ def run_demo(
 
     ingest = ingest_paths(ws, result.flow_files, fmt=config.fmt, progress=ingest_progress)
     docs = result.documents
-    inventory = load_inventory(ws, [docs["inventory"]], source="demo-inventory",
-                               conventions=docs["conventions"])
+    inventory = load_inventory(
+        ws, [docs["inventory"]], source="demo-inventory", conventions=docs["conventions"]
+    )
     load_inventory(ws, [docs["conventions"]], source="demo-conventions")
     check = check_inventory(ws)
     coverage = identity_coverage(ws)

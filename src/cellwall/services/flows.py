@@ -56,8 +56,15 @@ def query_flows(
     layout = LakeLayout(ws.lake)
     con = connect()
     f = FlowFilter(
-        since=since, until=until, ip=addr(ip, "--ip"), src_ip=addr(src, "--src"),
-        dst_ip=addr(dst, "--dst"), port=port, proto=parse_proto(proto), action=action, fmt=fmt,
+        since=since,
+        until=until,
+        ip=addr(ip, "--ip"),
+        src_ip=addr(src, "--src"),
+        dst_ip=addr(dst, "--dst"),
+        port=port,
+        proto=parse_proto(proto),
+        action=action,
+        fmt=fmt,
     )
     t = flows(con, layout, f)
     total = int(t.count().to_pyarrow().as_py())

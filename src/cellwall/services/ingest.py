@@ -98,7 +98,7 @@ class IngestSummary:
 class _Tee(io.RawIOBase):
     """A read-through stream that hashes what passes and replays a peeked head first."""
 
-    def __init__(self, inner: BinaryIO, head: bytes) -> None:
+    def __init__(self, inner: BinaryIO | io.RawIOBase, head: bytes) -> None:
         super().__init__()
         self._inner = inner
         self._head = head
@@ -219,8 +219,9 @@ def _ingest_one(
     seen = manifest.find(raw_key=raw_key)
     if seen is not None:
         c = seen["counts"]
-        return FileSummary(str(path), seen["format"], "duplicate", read=c["read"],
-                           duplicate=c["stored"])
+        return FileSummary(
+            str(path), seen["format"], "duplicate", read=c["read"], duplicate=c["stored"]
+        )
     stream: InputStream = open_input(path)
     staged = StagedIngest(layout)
     try:
@@ -247,8 +248,13 @@ def _ingest_one(
         seen = manifest.find(content_key=content_key)
         if seen is not None:
             staged.abort()
-            return FileSummary(str(path), source_cls.name, "duplicate", read=summary.read,
-                               duplicate=seen["counts"]["stored"])
+            return FileSummary(
+                str(path),
+                source_cls.name,
+                "duplicate",
+                read=summary.read,
+                duplicate=seen["counts"]["stored"],
+            )
         staged.commit(
             manifest,
             path=str(path.resolve()),

@@ -28,15 +28,17 @@ def _store(ws: Workspace) -> InventoryStore:
     return InventoryStore(ws.engine)
 
 
-def _convention(ws: Workspace, conventions: Path | None) -> tuple[LabelConvention | None,
-                                                                   list[Diagnostic]]:
+def _convention(
+    ws: Workspace, conventions: Path | None
+) -> tuple[LabelConvention | None, list[Diagnostic]]:
     if conventions is None:
         return _store(ws).convention(), []
     result = load_inventory_files([conventions])
     conv = result.convention()
     if conv is None:
-        raise UsageError(f"{conventions}: holds no `kind: LabelConvention` document",
-                         diagnostics=result.errors)
+        raise UsageError(
+            f"{conventions}: holds no `kind: LabelConvention` document", diagnostics=result.errors
+        )
     return conv, result.errors
 
 
@@ -67,8 +69,13 @@ def load_inventory(
             readable = not any(d.code == "unreadable" for d in result.diagnostics)
             if result.workloads or (readable and file_conv is None):
                 diags.extend(store.load(name, result.workloads))
-            loaded.append({"source": name, "workloads": len(result.workloads),
-                           "conventions": len(result.conventions)})
+            loaded.append(
+                {
+                    "source": name,
+                    "workloads": len(result.workloads),
+                    "conventions": len(result.conventions),
+                }
+            )
     return {
         "sources": loaded,
         "workloads_total": len(store.current()),
@@ -107,17 +114,22 @@ def _workload_doc(w: Workload) -> dict[str, Any]:
     }
 
 
-def list_workloads(ws: Workspace, *, at: datetime | None = None,
-                   selector: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def list_workloads(
+    ws: Workspace, *, at: datetime | None = None, selector: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     workloads = _store(ws).current(at)
     if selector:
-        workloads = [w for w in workloads
-                     if all(w.labels.get(k) == v for k, v in selector.items())]
+        workloads = [w for w in workloads if all(w.labels.get(k) == v for k, v in selector.items())]
     return [_workload_doc(w) for w in sorted(workloads, key=lambda w: w.name)]
 
 
-def who_owns(ws: Workspace, ips: Sequence[str], *, at: datetime | None = None,
-             iplists: dict[str, tuple[list[str], list[str]]] | None = None) -> list[dict[str, Any]]:
+def who_owns(
+    ws: Workspace,
+    ips: Sequence[str],
+    *,
+    at: datetime | None = None,
+    iplists: dict[str, tuple[list[str], list[str]]] | None = None,
+) -> list[dict[str, Any]]:
     """For each address: the workload that owned it at ``at`` (now by default), or its class."""
     canon = []
     for ip in ips:
@@ -134,11 +146,13 @@ def who_owns(ws: Workspace, ips: Sequence[str], *, at: datetime | None = None,
     out = []
     for ip, row in zip(canon, table, strict=True):
         owner = row["owner"]
-        out.append({
-            "ip": ip,
-            "at": when.isoformat(),
-            "workload": owner,
-            "labels": dict(by_name[owner].labels.items()) if owner else None,
-            "class": row["address_class"],
-        })
+        out.append(
+            {
+                "ip": ip,
+                "at": when.isoformat(),
+                "workload": owner,
+                "labels": dict(by_name[owner].labels.items()) if owner else None,
+                "class": row["address_class"],
+            }
+        )
     return out
