@@ -22,6 +22,8 @@ from cellwall.ingest.stream import iter_blocks, open_input
 from cellwall.ingest.vpc import KNOWN_FIELDS, VpcFlowLogs
 from cellwall.model.flow_schema import FLOW_SCHEMA, REQUIRED_COLUMNS
 from cellwall.model.net import canonical_ip
+from cellwall.services.ingest import ingest_paths
+from cellwall.workspace import Workspace
 
 HEADER = (
     "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes "
@@ -201,10 +203,9 @@ def test_header_without_mandatory_fields_is_a_format_error() -> None:
     data = lines("version account-id srcaddr srcport packets start", "2 1 10.0.0.1 1 1 1700000000")
     with pytest.raises(FormatError) as info:
         read_all(data, name="bucket/custom.log")
-    message = str(info.value)
-    assert "bucket/custom.log:1" in message
-    assert "dstaddr, protocol" in message
-    assert "start" not in message.split("fields", 1)[1].split("\n")[0]
+    first_line = str(info.value).splitlines()[0]
+    assert first_line.startswith("bucket/custom.log:1: ")
+    assert first_line.endswith("lacks the mandatory fields dstaddr, protocol")
     diagnostic = info.value.diagnostics[0]
     assert (diagnostic.file, diagnostic.line, diagnostic.code) == (
         "bucket/custom.log",
@@ -281,18 +282,40 @@ def test_bad_records_are_quarantined_with_line_reason_and_value(options: dict[st
     assert {r["file"] for r in rejects} == {"flows.log"}
 
 
+def test_ingest_summary_counts_stored_quarantined_and_ignored(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    path = tmp_path / "flows.log"
+    path.write_bytes(bad_file())
+    summary = ingest_paths(ws, [path], fmt="vpc").to_dict()
+    assert summary["failed_files"] == 0, summary
+    assert (summary["read"], summary["stored"]) == (len(BAD_FILE) - 2, 3)
+    assert summary["quarantined"] == dict(Counter(reason for _, reason in EXPECTED_REJECTS))
+    assert summary["ignored"] == {"nodata": 1}
+
+
 def test_end_may_be_unknown() -> None:
     record = SSH_ACCEPTED.replace("1418530070", "-")
     flows, rejects, _ = read_all(lines(HEADER, record))
     assert rejects == [] and flows[0]["end"] is None and flows[0]["start"] == utc(1418530010)
 
 
-def test_crlf_line_ends_and_repeated_headers_of_concatenated_files() -> None:
+def test_crlf_bom_and_repeated_headers_of_concatenated_files() -> None:
     data = lines(HEADER, SSH_ACCEPTED, HEADER, RDP_REJECTED).replace(b"\n", b"\r\n")
+    data = b"\xef\xbb\xbf" + data
+    assert VpcFlowLogs.sniff(data)
     flows, rejects, ignored = read_all(data)
     assert rejects == []
     assert [f["lineage_pos"] for f in flows] == [2, 4]
     assert ignored == Counter({"header": 1})
+
+
+def test_only_whole_lines_count_as_repeated_headers() -> None:
+    data = lines(HEADER, "x" + HEADER, SSH_ACCEPTED, HEADER + " x", HEADER) + HEADER.encode()
+    flows, rejects, ignored = read_all(data, block_size="64")
+    assert [f["lineage_pos"] for f in flows] == [3]
+    assert [(r["pos"], r["reason"]) for r in rejects] == [(2, "bad-field"), (4, "field-count")]
+    assert ignored == Counter({"header": 2})
 
 
 def test_gzip_input_through_open_input(tmp_path: Path) -> None:
@@ -414,7 +437,7 @@ def is_header(line: bytes) -> bool:
 
 
 def nonblank_line_numbers(data: bytes) -> list[int]:
-    parts = data.split(b"\n")
+    parts = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")  # a leading BOM is no content
     if data.endswith(b"\n"):
         parts.pop()
     return [i + 1 for i, part in enumerate(parts) if part not in (b"", b"\r")]
@@ -422,7 +445,7 @@ def nonblank_line_numbers(data: bytes) -> list[int]:
 
 def check_accounting(data: bytes, **options: str) -> None:
     expected = nonblank_line_numbers(data)
-    first = data.split(b"\n", 1)[0].rstrip(b"\r")
+    first = data.split(b"\n", 1)[0].rstrip(b"\r").removeprefix(b"\xef\xbb\xbf")
     try:
         chunks = chunks_of(data, **options)
     except FormatError:

@@ -19,14 +19,14 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from tests.flowfiles import TESTDATA
 
-from cellwall.errors import FormatError
-from cellwall.ingest import zeek_tsv
+from cellwall.errors import FormatError, UsageError
 from cellwall.ingest.base import FlowSource, Rejects, detect
 from cellwall.ingest.stream import open_input
 from cellwall.ingest.zeek import ZeekJsonSource, ZeekTsvSource
 from cellwall.model.flow_schema import empty_flows
+from cellwall.workspace import Workspace
+from tests.flowfiles import TESTDATA
 
 ZEEK = TESTDATA / "flows" / "zeek"
 BASELINE = ZEEK / "testing" / "btest" / "Baseline"
@@ -421,13 +421,12 @@ def test_concatenated_logs_with_different_layouts() -> None:
     assert rows[20]["src_ip"] == "10.0.0.4" and rows[20]["tcp_flags"] is None
 
 
-def test_a_header_that_reappears_at_a_block_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(zeek_tsv, "BLOCK_SIZE", 300)
+def test_a_header_that_reappears_at_a_block_boundary() -> None:
     text = "".join(build_log(FIELDS, rows_for(FIELDS, 9, 10 * k)) for k in range(4))
     log_lines = text.split("\n")
     data_lines = [n for n, line in enumerate(log_lines, 1) if line and line[0] != "#"]
-    for threads in ("1", "3"):
-        result = run(ZeekTsvSource, text.encode(), threads=threads)
+    for workers in ("1", "3"):
+        result = run(ZeekTsvSource, text.encode(), workers=workers, block_size="300")
         assert result.rejects.num_rows == 0
         assert sorted(result.rows()) == data_lines
         assert result.ignored == Counter(close=4)
@@ -458,13 +457,16 @@ def test_icmp_over_ipv6_is_protocol_58() -> None:
     assert (flow["proto"], flow["src_port"], flow["dst_port"]) == (58, 135, 136)
 
 
-def test_json_and_iso_times_in_tsv_are_read_too() -> None:
-    rows = rows_for(FIELDS, 2)
+def test_iso_times_in_tsv_are_read_too() -> None:
+    rows = rows_for(FIELDS, 4)
     rows[0][0] = "2023-11-14T22:13:20.000001Z"
     rows[1][0] = "2023-11-14T22:13:20.5"  # no zone: UTC
+    rows[2][0] = "2024-02-30T00:00:00Z"  # no such day
+    rows[3][0] = "1960-01-01T00:00:00+01:00"  # before the epoch
     result = run(ZeekTsvSource, build_log(FIELDS, rows).encode())
-    starts = [r["start"] for r in result.rows().values()]
-    assert starts == [1_700_000_000_000_001, 1_700_000_000_500_000]
+    starts = {line: r["start"] for line, r in result.rows().items()}
+    assert starts == {8: 1_700_000_000_000_001, 9: 1_700_000_000_500_000}
+    assert result.reasons() == {10: "bad-field", 11: "bad-field"}
 
 
 # --- damage --------------------------------------------------------------------------------
@@ -579,10 +581,9 @@ def test_truncated_gzip_keeps_the_rows_before_the_damage(tmp_path: Path) -> None
     log = simple_read(complete)
     assert sorted(result.rows()) == [line for line, _ in log.rows]
     partial = good.decode()[len(complete) :]
-    if partial and not partial.startswith("#"):
-        assert result.reasons() == {complete.count("\n") + 1: "truncated"}
-    else:
-        assert result.rejects.num_rows == 0
+    assert partial and not partial.startswith("#")  # the damage cuts a data line
+    assert result.reasons() == {complete.count("\n") + 1: "truncated"}
+    assert result.rejects["raw"].to_pylist() == [partial]
 
 
 def test_a_header_line_without_a_final_newline_is_still_a_header() -> None:
@@ -623,3 +624,24 @@ def test_the_registry_knows_both_formats() -> None:
     assert get_source("zeek") is ZeekTsvSource
     assert get_source("zeek-json") is ZeekJsonSource
     assert re.search("TSV", ZeekTsvSource.title) and re.search("JSON", ZeekJsonSource.title)
+
+
+@pytest.mark.parametrize("option", [{"workers": "0"}, {"block_size": "lots"}])
+def test_bad_options_are_usage_errors(option: dict[str, str]) -> None:
+    with pytest.raises(UsageError, match=next(iter(option))):
+        run(ZeekTsvSource, sample().encode(), **option)
+
+
+@pytest.mark.real
+def test_ingest_into_the_lake_detects_stores_and_quarantines(ws: Workspace, tmp_path: Path) -> None:
+    from cellwall.services.ingest import ingest_paths
+
+    good = tmp_path / "conn.log.gz"
+    good.write_bytes(gzip.compress(sample().encode()))
+    masked = BASELINE / "scripts.base.protocols.pop3.basic" / "conn.log"
+    summary = ingest_paths(ws, [good, masked]).to_dict()
+    assert [f["format"] for f in summary["files"]] == ["zeek", "zeek"]
+    assert summary["stored"] == 34
+    assert summary["quarantined"] == {"no-timestamp": 11}
+    assert summary["ignored"] == {"close": 2}
+    assert summary["read"] == 34 + 11 + 2

@@ -2,26 +2,23 @@
 
 The accounting: every line that does not start with ``#`` is exactly one of a flow, a
 reject (each at its own line), a blank line, or the one ``zeek-cut -m`` header line; and
-``#close`` lines are counted as ignored. Small blocks and several threads are used so that
+``#close`` lines are counted as ignored. Small blocks and several workers are used so that
 block boundaries and the ordering of results are exercised too.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from unittest.mock import patch
+from collections.abc import Callable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.ingest.test_zeek import FIELDS, Result, build_log, rows_for, run, sample, simple_read
-from tests.ingest.test_zeek_json import to_json_lines
 
 from cellwall.errors import FormatError
-from cellwall.ingest import zeek_json, zeek_tsv
 from cellwall.ingest.base import FlowSource
 from cellwall.ingest.zeek import ZeekJsonSource, ZeekTsvSource
+from tests.ingest.test_zeek import FIELDS, Result, build_log, rows_for, run, sample, simple_read
+from tests.ingest.test_zeek_json import to_json_lines
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CLOSE = re.compile(rb"#close(?![A-Za-z_])")
@@ -72,12 +69,6 @@ TOKENS = [
 ]
 
 
-@contextmanager
-def small_blocks(size: int) -> Iterator[None]:
-    with patch.object(zeek_tsv, "BLOCK_SIZE", size), patch.object(zeek_json, "BLOCK_SIZE", size):
-        yield
-
-
 def lines_of(data: bytes) -> list[bytes]:
     if not data:
         return []
@@ -111,29 +102,30 @@ def check_accounting(
     assert result.accounted() == len(data_lines) + closes
 
 
-def read_or_format_error(source: type[FlowSource], data: bytes, threads: str) -> Result | None:
+def read_or_format_error(
+    source: type[FlowSource], data: bytes, workers: str, block: int
+) -> Result | None:
     try:
-        return run(source, data, threads=threads)
+        return run(source, data, workers=workers, block_size=str(block))
     except FormatError as exc:
         allowed = b"#path" in data if source is ZeekTsvSource else b"{" in data
         assert allowed, exc
         return None
 
 
-def check_both(data: bytes, threads: str, block: int) -> None:
-    with small_blocks(block):
-        tsv = read_or_format_error(ZeekTsvSource, data, threads)
-        if tsv is not None:
-            check_accounting(tsv, data, tsv_blank, counts_close=True)
-        js = read_or_format_error(ZeekJsonSource, data, threads)
-        if js is not None:
-            check_accounting(js, data, json_blank, counts_close=False)
+def check_both(data: bytes, workers: str, block: int) -> None:
+    tsv = read_or_format_error(ZeekTsvSource, data, workers, block)
+    if tsv is not None:
+        check_accounting(tsv, data, tsv_blank, counts_close=True)
+    js = read_or_format_error(ZeekJsonSource, data, workers, block)
+    if js is not None:
+        check_accounting(js, data, json_blank, counts_close=False)
 
 
 @SETTINGS
 @given(st.binary(max_size=3000), st.sampled_from(["1", "2"]), st.integers(16, 600))
-def test_arbitrary_bytes(data: bytes, threads: str, block: int) -> None:
-    check_both(data, threads, block)
+def test_arbitrary_bytes(data: bytes, workers: str, block: int) -> None:
+    check_both(data, workers, block)
 
 
 @SETTINGS
@@ -142,8 +134,8 @@ def test_arbitrary_bytes(data: bytes, threads: str, block: int) -> None:
     st.sampled_from(["1", "2"]),
     st.integers(16, 600),
 )
-def test_zeek_shaped_token_soup(lines: list[str], threads: str, block: int) -> None:
-    check_both("\n".join(lines).encode(), threads, block)
+def test_zeek_shaped_token_soup(lines: list[str], workers: str, block: int) -> None:
+    check_both("\n".join(lines).encode(), workers, block)
 
 
 MUTATIONS = st.lists(
@@ -179,9 +171,9 @@ def mutate(data: bytes, steps: list[tuple[str, int, bytes]]) -> bytes:
 @SETTINGS
 @given(MUTATIONS, st.sampled_from(["1", "2"]), st.integers(32, 2000))
 def test_mutations_of_a_valid_log(
-    steps: list[tuple[str, int, bytes]], threads: str, block: int
+    steps: list[tuple[str, int, bytes]], workers: str, block: int
 ) -> None:
-    check_both(mutate(VALID, steps), threads, block)
+    check_both(mutate(VALID, steps), workers, block)
 
 
 FIELD_TEXT = st.text(
@@ -191,7 +183,7 @@ FIELD_TEXT = st.text(
 
 @SETTINGS
 @given(st.integers(0, 9), st.integers(0, len(FIELDS) - 1), FIELD_TEXT, st.sampled_from(["1", "2"]))
-def test_one_bad_field_loses_nothing_else(row: int, column: int, text: str, threads: str) -> None:
+def test_one_bad_field_loses_nothing_else(row: int, column: int, text: str, workers: str) -> None:
     rows = rows_for(FIELDS, 10)
     if column == 0 and text.startswith("#"):
         text = "x" + text  # a leading '#' would make the line a header line
@@ -199,8 +191,7 @@ def test_one_bad_field_loses_nothing_else(row: int, column: int, text: str, thre
     log_text = build_log(FIELDS, rows)
     lines = [line for line, _ in simple_read(log_text).rows]
     bad = lines[row]
-    with small_blocks(200):
-        result = run(ZeekTsvSource, log_text.encode(), threads=threads)
+    result = run(ZeekTsvSource, log_text.encode(), workers=workers, block_size="200")
     kept = set(result.flows["lineage_pos"].to_pylist())
     assert kept >= set(lines) - {bad}
     assert kept | set(result.rejects["pos"].to_pylist()) == set(lines)
@@ -212,10 +203,9 @@ VALID_JSON = to_json_lines(simple_read(sample("core.tunnels.vxlan"))).encode()
 @SETTINGS
 @given(MUTATIONS, st.sampled_from(["1", "2"]), st.integers(32, 2000))
 def test_mutations_of_valid_json_lines(
-    steps: list[tuple[str, int, bytes]], threads: str, block: int
+    steps: list[tuple[str, int, bytes]], workers: str, block: int
 ) -> None:
     data = mutate(VALID_JSON, steps)
-    with small_blocks(block):
-        result = read_or_format_error(ZeekJsonSource, data, threads)
+    result = read_or_format_error(ZeekJsonSource, data, workers, block)
     if result is not None:
         check_accounting(result, data, json_blank, counts_close=False)

@@ -17,6 +17,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+
+from cellwall.errors import FormatError
+from cellwall.ingest import zeek_json
+from cellwall.ingest.base import detect
+from cellwall.ingest.zeek import ZeekJsonSource, ZeekTsvSource
 from tests.ingest.test_zeek import (
     BASELINE,
     CONN_LOGS,
@@ -28,11 +33,6 @@ from tests.ingest.test_zeek import (
     synthetic_ts,
     unmask,
 )
-
-from cellwall.errors import FormatError
-from cellwall.ingest import zeek_json
-from cellwall.ingest.base import detect
-from cellwall.ingest.zeek import ZeekJsonSource, ZeekTsvSource
 
 
 def zeek_value(kind: str, text: str, ts_style: str) -> Any:
@@ -164,11 +164,10 @@ def test_two_records_on_one_line_are_not_two_flows() -> None:
     assert sorted(result.rows()) == [1] and result.reasons() == {2: "bad-json"}
 
 
-def test_many_blocks_on_several_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(zeek_json, "BLOCK_SIZE", 1000)
+def test_many_blocks_on_several_threads() -> None:
     lines = good_lines(30) * 5
     lines[77] = "{oops"
-    result = run(ZeekJsonSource, ("\n".join(lines) + "\n").encode(), threads="3")
+    result = run(ZeekJsonSource, ("\n".join(lines) + "\n").encode(), workers="3", block_size="1000")
     assert result.reasons() == {78: "bad-json"}
     assert sorted(result.rows()) == [n for n in range(1, 151) if n != 78]
 
@@ -198,3 +197,14 @@ def test_json_masked_baseline_is_all_no_timestamp() -> None:
     result = run(ZeekJsonSource, ("\n".join(lines) + "\n").encode())
     assert result.flows.num_rows == 0
     assert set(result.reasons().values()) == {"no-timestamp"} and len(result.reasons()) == 5
+
+
+def test_good_blocks_never_take_the_line_by_line_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> None:
+        raise AssertionError("a good block was read line by line")
+
+    monkeypatch.setattr(zeek_json, "_line_by_line", refuse)
+    lines = to_json_lines(simple_read(sample())) + "### a comment\n\n"
+    result = run(ZeekJsonSource, (lines * 3).encode(), workers="2", block_size="2000")
+    assert result.flows.num_rows == 3 * 34 and result.rejects.num_rows == 0
+    assert result.ignored == Counter(blank=3)

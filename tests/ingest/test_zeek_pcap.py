@@ -16,9 +16,9 @@ from pathlib import Path
 
 import dpkt
 import pytest
-from tests.ingest.test_zeek import BASELINE, MASK, TRACES, ZEEK, run, simple_read, unmask
 
 from cellwall.ingest.zeek import ZeekTsvSource
+from tests.ingest.test_zeek import BASELINE, MASK, TRACES, ZEEK, run, simple_read, unmask
 
 Key = tuple[str, int, str, int, int]
 VXLAN, GENEVE = 4789, 6081

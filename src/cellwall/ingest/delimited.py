@@ -59,6 +59,10 @@ class Parsed:
 def _scrub(block: Block, rejects: Rejects) -> bytes:
     """Blank out (and reject) lines that are not UTF-8 text; line numbers stay as they were."""
     data = block.data
+    if data.startswith(b"\xef\xbb\xbf"):
+        # Arrow drops a BOM at the start of what it reads, but only the file's own BOM is not
+        # content: spell out any other, so that a line does not depend on where a block begins.
+        data = data[3:] if block.offset == 0 else b"\\ufeff" + data[3:]
     if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
         # Arrow ends a row at a lone CR; spell it out so that rows stay physical lines.
         data = _LONE_CR.sub(rb"\\r", data)

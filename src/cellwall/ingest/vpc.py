@@ -15,12 +15,17 @@ How a record becomes a flow:
   (with whichever of the two the record has).
 - ``log-status`` ``NODATA`` and ``SKIPDATA`` records say that an interface had no traffic,
   or that records were lost, in a capture window. They are not flows: they are counted in
-  :attr:`Chunk.ignored`, neither stored nor quarantined. A line that repeats the header
-  (files that were concatenated) is counted as ignored ``header``.
+  :attr:`Chunk.ignored`, neither stored nor quarantined. (A custom format without
+  ``log-status`` has only flows.) A line that repeats the header (files that were
+  concatenated) is counted as ignored ``header``.
+- A header field that cellwall does not know is read and ignored. A header that lacks
+  ``srcaddr``, ``dstaddr``, ``protocol`` or ``start``, or names a field twice, is a
+  :class:`~cellwall.errors.FormatError` at line 1.
 - Quarantine reasons: ``field-count``, ``not-text`` and ``bad-field`` (from the block
-  parser), ``bad-log-status``, ``missing-field`` (``-`` in an address, the protocol or the
-  start of an ``OK`` record), ``bad-ip``, ``bad-time`` (not a plausible unix time, or
-  ``end`` before ``start``).
+  parser; also an ``action`` or ``flow-direction`` that AWS does not write),
+  ``bad-log-status``, ``missing-field`` (``-`` in an address, the protocol or the start of
+  an ``OK`` record), ``bad-ip``, ``bad-time`` (not a plausible unix time, or ``end`` before
+  ``start``). Each message names the field and its value.
 
 Blocks are parsed on a small thread pool (Arrow releases the GIL); chunks come out in the
 order of the input.
@@ -149,7 +154,7 @@ class VpcFlowLogs(FlowSource):
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
-        line = head.split(b"\n", 1)[0].rstrip(b"\r")
+        line = _first_line(head)
         if line.startswith(b"version "):
             return True
         tokens = line.split(b" ")
@@ -162,7 +167,7 @@ class VpcFlowLogs(FlowSource):
         first = next(blocks, None)
         if first is None:
             return
-        layout, rest = _Layout.open(first, file)
+        layout, rest = _Layout.from_first_block(first, file)
         todo = blocks if rest is None else _chain(rest, blocks)
         workers = self._int_option("workers", 2)
         yield from _in_order(lambda b: layout.chunk(b, file), todo, workers)
@@ -214,16 +219,21 @@ class _Layout:
     """The fields of one file, in order, and how to turn a block of its lines into flows."""
 
     names: tuple[str, ...]  # column names for the parser; unknown fields are renamed
-    header: bytes  # the header line's text (or the default one): repeats are ignored
+    header: bytes  # the header line's text (or the default one's): repeats are ignored
+    repeat: re.Pattern[bytes]  # finds the header (once it is in a block at all)
 
     @classmethod
-    def open(cls, first: Block, file: str) -> tuple[_Layout, Block | None]:
+    def make(cls, names: tuple[str, ...], header: bytes) -> _Layout:
+        return cls(names, header, re.compile(re.escape(header) + rb"\r?$", re.M))
+
+    @classmethod
+    def from_first_block(cls, first: Block, file: str) -> tuple[_Layout, Block | None]:
         """The layout from the first block, and what remains of it after any header."""
         cut = first.data.find(b"\n")
-        line = first.data if cut < 0 else first.data[:cut]
-        layout = cls.from_header(line.rstrip(b"\r"), file)
+        layout = cls.from_header(_first_line(first.data), file)
         if layout is None:
-            return cls(DEFAULT_FIELDS, b" ".join(n.encode() for n in DEFAULT_FIELDS)), first
+            default = b" ".join(n.encode() for n in DEFAULT_FIELDS)
+            return cls.make(DEFAULT_FIELDS, default), first
         if cut < 0 or cut + 1 == len(first.data):
             return layout, None
         return layout, Block(first.first_line + 1, first.offset + cut + 1, first.data[cut + 1 :])
@@ -256,7 +266,7 @@ class _Layout:
         names = tuple(
             t if t in KNOWN_FIELDS else f"{_UNKNOWN}{i}:{t}" for i, t in enumerate(tokens)
         )
-        return cls(names, line)
+        return cls.make(names, line)
 
     def has(self, name: str) -> bool:
         return name in self.names
@@ -279,15 +289,22 @@ class _Layout:
 
     def _drop_headers(self, block: Block) -> tuple[Block, int]:
         """Blank out lines that repeat the header (concatenated files); count them."""
-        if self.header not in block.data:
+        data = block.data
+        if self.header not in data:
             return block, 0
-        lines = block.data.split(b"\n")
-        count = 0
-        for i, line in enumerate(lines):
-            if line.rstrip(b"\r") == self.header:
-                lines[i] = b""
-                count += 1
-        return Block(block.first_line, block.offset, b"\n".join(lines)), count
+        spans = [
+            m.span()
+            for m in self.repeat.finditer(data)
+            if m.start() == 0 or data[m.start() - 1] == 10  # the whole line, from its start
+        ]
+        if not spans:
+            return block, 0
+        kept, end = [], 0
+        for a, b in spans:
+            kept.append(data[end:a])
+            end = b
+        kept.append(data[end:])
+        return Block(block.first_line, block.offset, b"".join(kept)), len(spans)
 
     def _drop(
         self, rows: Parsed, bad: Mask, rejects: Rejects, reason: str, say: Callable[[Row], str]
@@ -346,17 +363,24 @@ class _Layout:
 
     def _addresses(self, rows: Parsed, rejects: Rejects) -> Parsed:
         """Canonical ``=src_ip``/``=dst_ip`` columns; reject records with a bad address."""
-        table = rows.table
-        bad = np.zeros(len(rows), np.bool_)
-        for target, pkt, plain in _ADDRESSES:
-            if self.has(pkt):
-                checked = canonical_ips(table[plain])
-                bad |= _mask(pc.and_(pc.is_valid(table[plain]), pc.is_null(checked)))
-                real = canonical_ips(pc.coalesce(table[pkt], table[plain]))
-            else:
-                real = canonical_ips(table[plain])
-            bad |= _mask(pc.is_null(real))
-            table = table.append_column(_DERIVED + target, real)
+        table, n = rows.table, len(rows)
+        real = [
+            pc.coalesce(table[pkt], table[plain]) if self.has(pkt) else table[plain]
+            for _, pkt, plain in _ADDRESSES
+        ]
+        # The interface's own addresses must be addresses too, when the packet's are given.
+        own = [table[plain] for _, pkt, plain in _ADDRESSES if self.has(pkt)]
+        # One pass over all the columns: most addresses appear in several of them.
+        chunks = [c for col in real + own for c in _chunks(col)]
+        checked = canonical_ips(pa.chunked_array(chunks, pa.string()))
+        parts = [checked.slice(i * n, n) for i in range(len(real) + len(own))]
+        bad = np.zeros(n, np.bool_)
+        for part in parts[: len(real)]:
+            bad |= _mask(pc.is_null(part))
+        for col, part in zip(own, parts[len(real) :], strict=True):
+            bad |= _mask(pc.and_(pc.is_valid(col), pc.is_null(part)))
+        for (target, _, _), part in zip(_ADDRESSES, parts, strict=False):
+            table = table.append_column(_DERIVED + target, part)
         rows = Parsed(table, rows.lines, rows.delimiter)
         return self._drop(rows, bad, rejects, "bad-ip", self._say_ip)
 
@@ -419,6 +443,15 @@ class _Layout:
         for part in parts[1:]:
             neither = pc.and_(neither, pc.is_null(part))
         return pc.if_else(neither, None, joined)
+
+
+def _first_line(data: bytes) -> bytes:
+    """The first line, without its line end or a byte order mark."""
+    return data.split(b"\n", 1)[0].rstrip(b"\r").removeprefix(b"\xef\xbb\xbf")
+
+
+def _chunks(values: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    return list(values.chunks) if isinstance(values, pa.ChunkedArray) else [values]
 
 
 def _array(values: Any) -> Any:

@@ -7,7 +7,8 @@ same way:
 =================  ==========================================================================
 flow column        from the conn.log record
 =================  ==========================================================================
-start              ``ts``: epoch seconds, or (JSON) an ISO 8601 string or epoch milliseconds
+start              ``ts``: epoch seconds or ISO 8601 (no zone means UTC); in JSON also epoch
+                   milliseconds (``JSON::TS_MILLIS``: a number of 1e11 or more)
 end                ``ts + duration``; null when duration is unset
 src_ip, src_port   ``id.orig_h``, ``id.orig_p`` (addresses in canonical text form)
 dst_ip, dst_port   ``id.resp_h``, ``id.resp_p``
@@ -36,13 +37,29 @@ without a reply. They are stored as src_port and dst_port exactly as Zeek wrote 
 A row that cannot be a flow is rejected with its line and one reason: ``no-timestamp``
 (``ts`` unset, masked as ``XXXXXXXXXX.XXXXXX`` in Zeek's test baselines, or absent from a
 cut log), ``bad-ip``, ``missing-field``, ``bad-proto``, ``bad-field`` (a value of the wrong
-type), ``field-count``, ``truncated`` (the input ends inside the line), ``not-text``,
-``bad-json``, ``no-header`` and ``bad-header`` (data under no usable ``#fields`` header).
+type), ``field-count``, ``truncated`` (the input ends inside the line), ``too-long`` (a
+line over 1 MiB), ``not-text``, ``bad-json``, ``no-header`` and ``bad-header`` (data under
+no usable ``#fields`` header).
 A header of another log (``#path dns``) is a :class:`~cellwall.errors.FormatError`.
 ``#close`` lines and blank lines are counted as ignored.
 
-Options: ``sensor`` (the exporter name), ``threads`` (worker threads; default: the CPUs,
-at most 4).
+Headers (TSV): ``#separator`` (``\\x09`` escapes) starts a new log and resets the others;
+``#unset_field`` and ``#empty_field`` are honoured, ``#fields`` may come back mid-file with
+another column order, ``#types`` must match ``#fields`` in length. A ``#path`` of ``conn``
+(or ``conn_*``/``conn-*``, conn logs split by a filter) is a flow log; without ``#path``, a
+``#fields`` with ``id.orig_h`` and ``id.resp_h`` is. A bare first line of field names
+(``zeek-cut -m`` output) serves as ``#fields``. Other ``#`` lines are comments; in JSON
+every ``#`` line is. A JSON file whose first record has a ``_path`` other than conn, or
+none of conn.log's own fields, is a FormatError.
+
+Modules: :mod:`~cellwall.ingest.zeek_tsv` and :mod:`~cellwall.ingest.zeek_json` read,
+:mod:`~cellwall.ingest.zeek_mapping` maps rows to flows, and
+:mod:`~cellwall.ingest.zeek_blocks` cuts input into whole lines and runs the blocks on
+threads.
+
+Options (``--option KEY=VALUE``): ``sensor`` (the exporter name), ``workers`` (threads that
+parse blocks; default one per CPU, at most 4) and ``block_size`` (bytes per block,
+default 8 MiB).
 """
 
 from __future__ import annotations

@@ -25,20 +25,20 @@ from cellwall.errors import Diagnostic, FormatError
 from cellwall.ingest.base import Chunk, FlowSource, Rejects, register
 from cellwall.ingest.delimited import Parsed
 from cellwall.ingest.stream import Block, iter_blocks
-from cellwall.ingest.zeek_common import (
+from cellwall.ingest.zeek_blocks import (
     BLOCK_SIZE,
     CONN_ONLY_FIELDS,
-    FIELD_TYPES,
-    Context,
     LineIndex,
     chunk_of,
+    int_option,
     is_conn_path,
     pipeline,
+    ready,
     tail_chunk,
-    to_flows,
     whole_lines,
     worker_count,
 )
+from cellwall.ingest.zeek_mapping import FIELD_TYPES, Context, to_flows
 
 __all__ = ["ZeekJsonSource"]
 
@@ -190,19 +190,19 @@ def _check_conn(block: Block, file: str) -> None:
         if not isinstance(record, dict):
             continue
         path = record.get("_path")
-        other = path if isinstance(path, str) and not is_conn_path(path) else None
-        if other is None and "id.orig_h" in record and not CONN_ONLY_FIELDS & record.keys():
-            other = "another"
-        if other is not None:
-            line = block.first_line + i
-            raise FormatError(
-                f"{file}: line {line}: this is a record of Zeek's {other} log, not conn.log "
-                f"(it has none of {', '.join(sorted(CONN_ONLY_FIELDS))}); only conn.log "
-                "holds flows",
-                hint="ingest the conn.log files",
-                diagnostics=[Diagnostic(file, line, None, "zeek-not-conn", "not conn.log")],
-            )
-        return
+        if isinstance(path, str) and not is_conn_path(path):
+            why = f"its _path is {path!r}"
+        elif "_path" not in record and not CONN_ONLY_FIELDS & record.keys():
+            why = f"it has none of conn.log's {', '.join(sorted(CONN_ONLY_FIELDS))}"
+        else:
+            return
+        line = block.first_line + i
+        raise FormatError(
+            f"{file}: line {line}: this is not a Zeek conn.log record ({why}); only conn.log "
+            "holds flows",
+            hint="ingest the conn.log files",
+            diagnostics=[Diagnostic(file, line, None, "zeek-not-conn", why)],
+        )
 
 
 def _jobs(blocks: Iterator[Block], ctx: Context) -> Iterator[Job]:
@@ -219,7 +219,7 @@ def _jobs(blocks: Iterator[Block], ctx: Context) -> Iterator[Job]:
         else:
             blank = Counter() if item.data.startswith(b"#") else Counter(blank=1)
             chunk = chunk_of(None, Rejects(ctx.file), blank)
-        yield lambda chunk=chunk: chunk  # type: ignore[misc]
+        yield ready(chunk)
 
 
 @register
@@ -240,5 +240,6 @@ class ZeekJsonSource(FlowSource):
 
     def read(self, stream: BinaryIO, file: str) -> Iterator[Chunk]:
         ctx = Context(file, self.name, self.options.get("sensor"))
-        blocks = iter_blocks(stream, BLOCK_SIZE)
-        yield from pipeline(_jobs(blocks, ctx), worker_count(self.options))
+        size = int_option(self.options, "block_size", BLOCK_SIZE, self.name)
+        blocks = iter_blocks(stream, size)
+        yield from pipeline(_jobs(blocks, ctx), worker_count(self.options, self.name))

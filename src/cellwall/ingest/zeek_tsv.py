@@ -23,20 +23,20 @@ from cellwall.errors import Diagnostic, FormatError
 from cellwall.ingest.base import Chunk, FlowSource, Rejects, register
 from cellwall.ingest.delimited import parse_block
 from cellwall.ingest.stream import Block, iter_blocks
-from cellwall.ingest.zeek_common import (
+from cellwall.ingest.zeek_blocks import (
     BLOCK_SIZE,
-    FIELD_TYPES,
-    Context,
     LineIndex,
     chunk_of,
+    int_option,
     is_conn_path,
     pipeline,
+    ready,
     reject_lines,
     tail_chunk,
-    to_flows,
     whole_lines,
     worker_count,
 )
+from cellwall.ingest.zeek_mapping import FIELD_TYPES, Context, to_flows
 
 __all__ = ["ZeekTsvSource"]
 
@@ -75,7 +75,7 @@ _NO_HEADER = Layout(
 
 def _layout_problem(names: list[str], types: list[str] | None, sep: str, line: int) -> str | None:
     if len(sep) != 1 or sep in "\r\n":
-        return f"the #separator {sep!r} (line {line}) is not one character"
+        return f"the #separator {sep!r} is not one character"
     if not all(names) or len(set(names)) != len(names):
         return f"the #fields header (line {line}) has empty or repeated names"
     missing = [n for n in _REQUIRED if n not in names]
@@ -141,8 +141,8 @@ class _Header:
         return True
 
     def _path(self, path: str, line: int) -> None:
-        self.path = path
-        if not is_conn_path(path):
+        self.path = path or None
+        if path and not is_conn_path(path):
             raise FormatError(
                 f"{self.file}: line {line}: this is Zeek's {path}.log, not conn.log; "
                 "only conn.log holds flows",
@@ -184,10 +184,6 @@ def _data_chunk(block: Block, layout: Layout, ctx: Context) -> Chunk:
     return chunk_of(flows, rejects, Counter(blank=blank) - Counter())
 
 
-def _ready(chunk: Chunk) -> Job:
-    return lambda: chunk
-
-
 class _Planner:
     """Cuts blocks into runs of data lines under the header in force (main thread)."""
 
@@ -203,9 +199,9 @@ class _Planner:
             elif item.final and item.data.startswith(b"#"):
                 yield from self._block(Block(item.line, 0, item.data + b"\n"))
             elif item.final and item.data == b"\r":
-                yield _ready(chunk_of(None, Rejects(self.ctx.file), Counter(blank=1)))
+                yield ready(chunk_of(None, Rejects(self.ctx.file), Counter(blank=1)))
             else:
-                yield _ready(tail_chunk(item, self.ctx.file))
+                yield ready(tail_chunk(item, self.ctx.file))
 
     def _block(self, block: Block) -> Iterator[Job]:
         data = block.data
@@ -230,7 +226,7 @@ class _Planner:
             end = len(data) if end < 0 else end + 1
             line = block.first_line + int(np.searchsorted(newlines, h))
             if self.header.directive(data[h:end], line) == "close":
-                yield _ready(chunk_of(None, Rejects(self.ctx.file), Counter(close=1)))
+                yield ready(chunk_of(None, Rejects(self.ctx.file), Counter(close=1)))
             pos = end
         if pos < len(data):
             yield from self._run(self._slice(block, newlines, pos, len(data)))
@@ -262,7 +258,7 @@ class _Planner:
         if not self.header.minimal(first, line):
             return block
         ignored = Counter(header=1, blank=skipped) - Counter()
-        yield _ready(chunk_of(None, Rejects(self.ctx.file), ignored))
+        yield ready(chunk_of(None, Rejects(self.ctx.file), ignored))
         rest = b"" if end < 0 else data[end + 1 :]
         return Block(line + 1, block.offset + len(block.data) - len(rest), rest)
 
@@ -288,5 +284,6 @@ class ZeekTsvSource(FlowSource):
     def read(self, stream: BinaryIO, file: str) -> Iterator[Chunk]:
         ctx = Context(file, self.name, self.options.get("sensor"))
         planner = _Planner(ctx)
-        blocks = iter_blocks(stream, BLOCK_SIZE)
-        yield from pipeline(planner.jobs(blocks), worker_count(self.options))
+        size = int_option(self.options, "block_size", BLOCK_SIZE, self.name)
+        blocks = iter_blocks(stream, size)
+        yield from pipeline(planner.jobs(blocks), worker_count(self.options, self.name))

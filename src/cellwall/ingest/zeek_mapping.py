@@ -1,17 +1,13 @@
-"""What the Zeek conn.log readers share: field types, the mapping to flows, the pipeline.
+"""Zeek conn.log rows to flows: checked and mapped column-wise, for both readers.
 
 Both readers (:mod:`cellwall.ingest.zeek_tsv`, :mod:`cellwall.ingest.zeek_json`) turn a
 block of lines into a table whose columns carry Zeek's own field names, then call
-:func:`to_flows`, which checks and maps every row to the flow schema without a per-record
-Python loop. :mod:`cellwall.ingest.zeek` documents the mapping.
+:func:`to_flows`, which checks every row and maps it to the flow schema without a
+per-record Python loop. :mod:`cellwall.ingest.zeek` documents the mapping.
 """
 
 from __future__ import annotations
 
-import os
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -20,33 +16,19 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cellwall.ingest.base import Chunk, Rejects
+from cellwall.ingest.base import Rejects
 from cellwall.ingest.delimited import Parsed
-from cellwall.ingest.stream import Block
 from cellwall.model.flow_schema import FLOW_SCHEMA, conform, empty_flows
 from cellwall.model.net import IPV4_CANONICAL, canonical_ips
 
 __all__ = [
-    "BLOCK_SIZE",
-    "CONN_ONLY_FIELDS",
     "FIELD_TYPES",
     "Context",
     "IpMemo",
-    "LineIndex",
-    "Tail",
     "epoch_us",
     "history_flags",
-    "is_conn_path",
-    "pipeline",
-    "reject_lines",
-    "tail_chunk",
     "to_flows",
-    "whole_lines",
 ]
-
-#: Bytes per block handed to one worker: small enough to stay in cache, large enough that
-#: the per-block overhead does not show.
-BLOCK_SIZE = 8 << 20
 
 #: Arrow types of the conn.log fields that become flow columns; every other field is read as
 #: a string and dropped.
@@ -68,11 +50,6 @@ FIELD_TYPES: dict[str, pa.DataType] = {
     "resp_ip_bytes": pa.uint64(),
     "ip_proto": pa.uint8(),
 }
-
-#: Fields that conn.log has and the other Zeek logs with an ``id`` (dns, http, ssl) lack.
-CONN_ONLY_FIELDS = frozenset(
-    {"conn_state", "history", "orig_pkts", "resp_pkts", "orig_ip_bytes", "resp_ip_bytes"}
-)
 
 _TS = FLOW_SCHEMA.field("start").type
 _TRANSPORTS = pa.array(["tcp", "udp", "icmp"])
@@ -112,156 +89,6 @@ class Context:
     ips: IpMemo = field(default_factory=lambda: IpMemo())
 
 
-def is_conn_path(path: str) -> bool:
-    """``conn``, or a conn log split by a filter (``conn_long``, ``conn-internal``)."""
-    return path == "conn" or path.startswith(("conn_", "conn-"))
-
-
-def worker_count(options: dict[str, str]) -> int:
-    if "threads" in options:
-        return max(1, int(options["threads"]))
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 4))
-
-
-def pipeline(jobs: Iterator[Callable[[], Chunk]], workers: int) -> Iterator[Chunk]:
-    """Run jobs on ``workers`` threads and yield their chunks in order.
-
-    At most ``workers + 1`` jobs are in flight, so memory stays bounded by a few blocks.
-    Arrow and NumPy release the GIL for the heavy work, so the threads run in parallel.
-    """
-    if workers <= 1:
-        for job in jobs:
-            yield job()
-        return
-    pending: deque[Future[Chunk]] = deque()
-    with ThreadPoolExecutor(workers, thread_name_prefix="zeek-ingest") as pool:
-        try:
-            for job in jobs:
-                pending.append(pool.submit(job))
-                if len(pending) > workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
-
-
-@dataclass(frozen=True, slots=True)
-class LineIndex:
-    """Where each line of a block starts and ends (the end is the newline's offset)."""
-
-    data: bytes
-    starts: npt.NDArray[np.int64]
-    ends: npt.NDArray[np.int64]
-
-    @classmethod
-    def of(cls, data: bytes) -> LineIndex:
-        buf = np.frombuffer(data, np.uint8)
-        ends = np.flatnonzero(buf == 10).astype(np.int64)
-        starts = np.concatenate((np.zeros(1, np.int64), ends + 1))
-        if len(data) > (int(ends[-1]) + 1 if len(ends) else 0):
-            ends = np.append(ends, np.int64(len(data)))  # a last line without a newline
-        return cls(data, starts[: len(ends)], ends)
-
-    def __len__(self) -> int:
-        return len(self.ends)
-
-    def line(self, i: int) -> bytes:
-        return self.data[int(self.starts[i]) : int(self.ends[i])]
-
-    def first_bytes(self) -> npt.NDArray[np.uint8]:
-        """The first byte of every line (a newline for an empty line)."""
-        buf = np.frombuffer(self.data, np.uint8)
-        return buf[np.minimum(self.starts, len(self.data) - 1)] if len(self.data) else buf
-
-    def blank(self) -> npt.NDArray[np.bool_]:
-        """Lines that are empty or a lone CR (what the delimited parser skips)."""
-        size = self.ends - self.starts
-        first = self.first_bytes()
-        return np.asarray((size == 0) | ((size == 1) & (first == 13)), np.bool_)
-
-
-#: A line longer than this is rejected whole ("too-long") rather than held in memory.
-MAX_LINE = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class Tail:
-    """A line without its newline: the input ended in it, or it was too long to keep."""
-
-    line: int
-    data: bytes
-    final: bool
-
-
-def whole_lines(blocks: Iterator[Block], max_line: int = MAX_LINE) -> Iterator[Block | Tail]:
-    """Blocks of whole, newline-ended lines; a line split across blocks is joined first.
-
-    :func:`iter_blocks` hands over a line that has no newline for a long stretch in
-    pieces; here such a line is kept whole up to ``max_line`` bytes and reported as a
-    :class:`Tail` (not final) beyond that, and the rest of it is skipped.
-    """
-    carry, carry_line, carry_offset, skipping = b"", 0, 0, False
-    for block in blocks:
-        data, first, offset = block.data, block.first_line, block.offset
-        if carry or skipping:
-            nl = data.find(b"\n")
-            if not skipping:
-                carry += data if nl < 0 else data[: nl + 1]
-                if len(carry) > max_line:
-                    yield Tail(carry_line, carry[:max_line], final=False)
-                    carry, skipping = b"", True
-            if nl < 0:
-                continue
-            if carry:
-                yield Block(carry_line, carry_offset, carry)
-            carry, skipping = b"", False
-            data, first, offset = data[nl + 1 :], first + 1, offset + nl + 1
-        if not data:
-            continue
-        if data.endswith(b"\n"):
-            yield Block(first, offset, data)
-            continue
-        cut = data.rfind(b"\n") + 1
-        if cut:
-            yield Block(first, offset, data[:cut])
-        carry, carry_offset = data[cut:], offset + cut
-        carry_line = first + data.count(b"\n", 0, cut)
-        if len(carry) > max_line:
-            yield Tail(carry_line, carry[:max_line], final=False)
-            carry, skipping = b"", True
-    if carry:
-        yield Tail(carry_line, carry, final=True)
-
-
-def tail_chunk(tail: Tail, file: str) -> Chunk:
-    """Reject a line that ends the input without a newline, or is too long to keep."""
-    rejects = Rejects(file)
-    if tail.final:
-        rejects.add(tail.line, "truncated", "the input ends in the middle of this line", tail.data)
-    else:
-        rejects.add(tail.line, "too-long", f"the line is longer than {MAX_LINE} bytes", tail.data)
-    return Chunk(empty_flows(), rejects)
-
-
-def reject_lines(
-    index: LineIndex,
-    which: npt.NDArray[np.intp],
-    first_line: int,
-    rejects: Rejects,
-    reason: str,
-    message: str,
-) -> None:
-    """Reject whole lines (by index in the block) with their raw text."""
-    for i in which:
-        rejects.add(first_line + int(i), reason, message, index.line(int(i)))
-
-
 def _float_epoch_us(
     seconds: npt.NDArray[np.float64], millis: bool
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
@@ -284,7 +111,7 @@ def _iso_epoch_us(col: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.
     try:
         values = pc.cast(pc.cast(text, pa.timestamp("ns", "UTC")), _TS, safe=False)
         us = values.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-        return us.astype(np.int64), np.asarray(pc.is_valid(values))
+        return us.astype(np.int64), np.asarray(pc.is_valid(values)) & (us >= 0)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass  # an impossible date among them: settle each shaped value on its own
     us = np.zeros(len(col), np.int64)
@@ -379,14 +206,15 @@ class IpMemo:
             return pc.take(values, encoded.indices)
         texts = values.filter(other).to_pylist()
         known = self._known
-        misses = [t for t in texts if t not in known]
+        seen = {t: known[t] for t in texts if t in known}
+        misses = [t for t in texts if t not in seen]
         if misses:
+            fresh = canonical_ips(pa.array(misses, pa.string())).to_pylist()
+            seen.update(zip(misses, fresh, strict=True))
             if len(known) + len(misses) > self.limit:
-                known.clear()
-            known.update(
-                zip(misses, canonical_ips(pa.array(misses, pa.string())).to_pylist(), strict=True)
-            )
-        found = pa.array([known[t] for t in texts], pa.string())
+                known.clear()  # another thread may read it meanwhile: it only misses
+            known.update(zip(misses, fresh, strict=True))
+        found = pa.array([seen[t] for t in texts], pa.string())
         return pc.take(pc.replace_with_mask(values, other, found), encoded.indices)
 
 
@@ -469,17 +297,17 @@ def _proto_checks(table: pa.Table, src: pa.Array, verdicts: _Verdicts) -> pa.Arr
     proto = _column(table, "proto")
     if proto is not None:
         number = pc.take(_TRANSPORT_NUMBERS, pc.index_in(proto, value_set=_TRANSPORTS))
-        # Zeek calls ICMPv6 "icmp" too; the addresses tell them apart.
-        v6 = pc.match_substring(src, ":").fill_null(False)
-        icmp6 = pc.and_(pc.equal(number, pa.scalar(1, pa.uint8())).fill_null(False), v6)
-        number = pc.if_else(icmp6, pa.scalar(58, pa.uint8()), number)
+        icmp = pc.equal(number, pa.scalar(1, pa.uint8())).fill_null(False)
+        if pc.any(icmp).as_py():  # Zeek calls ICMPv6 "icmp" too; the addresses tell
+            v6 = pc.match_substring(src, ":").fill_null(False)
+            number = pc.if_else(pc.and_(icmp, v6), pa.scalar(58, pa.uint8()), number)
     ip_proto = _column(table, "ip_proto")
     if ip_proto is not None:
         number = pc.coalesce(ip_proto, number)
     verdicts.flag(
         np.asarray(pc.is_null(number)),
         "bad-proto",
-        "proto names no IP protocol number (tcp, udp or icmp) and ip_proto is unset",
+        "proto names no IP protocol number (tcp, udp, icmp) and there is no ip_proto",
     )
     return number
 
@@ -559,7 +387,3 @@ def to_flows(
     columns["lineage_format"] = pa.repeat(pa.scalar(ctx.fmt, pa.string()), m)
     columns["lineage_file"] = pa.repeat(pa.scalar(ctx.file, pa.string()), m)
     return conform(columns, m)
-
-
-def chunk_of(flows: pa.Table | None, rejects: Rejects, ignored: Counter[str]) -> Chunk:
-    return Chunk(empty_flows() if flows is None else flows, rejects, ignored)
