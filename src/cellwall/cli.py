@@ -41,6 +41,7 @@ HomeOpt = Annotated[
 ]
 LakeOpt = Annotated[Path | None, typer.Option("--lake", help="Flow lake directory.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+AsOpt = Annotated[str | None, typer.Option("--as", help="The acting person (else $CELLWALL_USER).")]
 NowOpt = Annotated[
     str | None, typer.Option("--now", help="The time that relative spans count back from.")
 ]
@@ -93,6 +94,7 @@ def ingest(
     ] = None,
     home: HomeOpt = None,
     lake: LakeOpt = None,
+    actor: AsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Load flow files into the lake; print read, stored, duplicate and quarantined counts."""
@@ -125,7 +127,7 @@ def ingest(
                 if t.elapsed:
                     bar.update(task, rate=f"{t.completed / t.elapsed:,.0f} records/s")
 
-            summary = ingest_paths(ws, paths, fmt=fmt, options=opts, progress=progress)
+            summary = ingest_paths(ws, paths, fmt=fmt, options=opts, progress=progress, actor=actor)
         doc = summary.to_dict()
         doc["lake"] = str(ws.lake)
         if as_json:
@@ -296,13 +298,16 @@ def inventory_load(
         Path | None, typer.Option(help="A LabelConvention file whose aliases apply while loading.")
     ] = None,
     home: HomeOpt = None,
+    actor: AsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Load workloads; replaces only the workloads of the same source."""
     from cellwall.services.inventory import load_inventory
 
     with handled():
-        doc = load_inventory(workspace(home), files, source=source, conventions=conventions)
+        doc = load_inventory(
+            workspace(home), files, source=source, conventions=conventions, actor=actor
+        )
         if as_json:
             emit_json(doc)
         else:
@@ -412,6 +417,39 @@ def inventory_who(
                 )
             else:
                 out.print(f"{r['ip']} at {r['at']}: {r['class']}")
+
+
+# --------------------------------------------------------------------------- audit
+
+
+@app.command("audit")
+def audit(
+    action: Annotated[
+        str | None, typer.Option(help="Only this action (ingest, inventory.load).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="The newest N entries.")] = 50,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the audit log: who changed what in the workspace, and when."""
+    from cellwall.state.audit import AuditLog
+
+    with handled():
+        rows = [
+            e.to_dict()
+            for e in AuditLog(workspace(home).engine).entries(action=action, limit=limit)
+        ]
+        if as_json:
+            emit_json(rows)
+            return
+        table = Table(show_edge=False)
+        for c in ("at", "actor", "action", "target", "outcome"):
+            table.add_column(c)
+        for r in rows:
+            table.add_row(
+                r["at"], escape(r["actor"]), r["action"], escape(r["target"]), r["outcome"]
+            )
+        out.print(table)
 
 
 # --------------------------------------------------------------------------- demo

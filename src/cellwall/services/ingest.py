@@ -23,6 +23,7 @@ from cellwall.ingest.stream import InputStream, open_input
 from cellwall.lake.layout import LakeLayout
 from cellwall.lake.manifest import Manifest
 from cellwall.lake.writer import StagedIngest, recover
+from cellwall.state.audit import AuditLog, current_actor
 from cellwall.workspace import Workspace
 
 __all__ = ["FileSummary", "IngestSummary", "ingest_paths"]
@@ -278,6 +279,7 @@ def ingest_paths(
     fmt: str = "auto",
     options: Mapping[str, str] | None = None,
     progress: Progress | None = None,
+    actor: str | None = None,
 ) -> IngestSummary:
     """Ingest files into the workspace's lake. A bad file fails alone; the others go on."""
     if fmt != "auto":
@@ -299,5 +301,14 @@ def ingest_paths(
             except OSError as exc:
                 err = InputError(f"{path}: {exc.strerror or exc}")
                 summary.files.append(FileSummary(str(path), fmt, "failed", error=str(err)))
+        audit = AuditLog(ws.engine)
+        for f in summary.files:
+            audit.record(
+                current_actor(actor),
+                "ingest",
+                f.path,
+                "ok" if f.status != "failed" else "failed",
+                {k: v for k, v in f.to_dict().items() if k != "path"},
+            )
     summary.seconds = time.perf_counter() - started
     return summary

@@ -19,6 +19,7 @@ from cellwall.inventory import (
 from cellwall.model.inventory import Workload
 from cellwall.model.labels import LabelConvention
 from cellwall.model.net import canonical_ip
+from cellwall.state.audit import AuditLog, current_actor
 from cellwall.workspace import Workspace
 
 __all__ = ["check_inventory", "list_workloads", "load_inventory", "who_owns"]
@@ -48,6 +49,7 @@ def load_inventory(
     *,
     source: str | None = None,
     conventions: Path | None = None,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """Load files; each file is its own source unless ``source`` names one for all of them.
 
@@ -69,12 +71,19 @@ def load_inventory(
             readable = not any(d.code == "unreadable" for d in result.diagnostics)
             if result.workloads or (readable and file_conv is None):
                 diags.extend(store.load(name, result.workloads))
-            loaded.append(
-                {
-                    "source": name,
-                    "workloads": len(result.workloads),
-                    "conventions": len(result.conventions),
-                }
+            entry = {
+                "source": name,
+                "workloads": len(result.workloads),
+                "conventions": len(result.conventions),
+            }
+            loaded.append(entry)
+            errors = sum(1 for d in result.diagnostics if d.severity == "error")
+            AuditLog(ws.engine).record(
+                current_actor(actor),
+                "inventory.load",
+                name,
+                "ok" if not errors else "partial",
+                {**entry, "files": [str(f) for f in files], "errors": errors},
             )
     return {
         "sources": loaded,

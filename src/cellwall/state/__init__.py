@@ -1,0 +1,1 @@
+"""Control-plane state shared by every use case: the audit log."""
