@@ -87,41 +87,56 @@ def open_input(path: str | Path) -> InputStream:
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """Whole lines of input: ``data`` starts at line ``first_line`` (1-based)."""
+    """Whole lines of input: ``data`` starts at line ``first_line`` (1-based).
+
+    ``newlines`` is the number of newline bytes in ``data`` when the maker counted them
+    (-1 when not), so that nobody scans a block twice.
+    """
 
     first_line: int
     offset: int
     data: bytes
+    newlines: int = -1
 
     @property
     def line_count(self) -> int:
-        n = self.data.count(b"\n")
+        n = self.newlines if self.newlines >= 0 else self.data.count(b"\n")
         return n if self.data.endswith(b"\n") else n + 1
 
 
 def iter_blocks(
     stream: BinaryIO, block_size: int = BLOCK_SIZE, prefix: bytes = b""
 ) -> Iterator[Block]:
-    """Cut a stream into blocks that end at a newline (the last one may not)."""
+    """Cut a stream into blocks that end at a newline (the last one may not).
+
+    Each block is copied once. A stretch of more than 16 blocks without a newline is handed
+    over in pieces that share a line number; the Zeek reader joins or rejects such pieces.
+    """
     line, offset = 1, 0
-    carry = prefix
+    pending: list[bytes] = [prefix] if prefix else []
+    pending_size = len(prefix)
     while True:
         chunk = stream.read(block_size)
         if not chunk:
             break
-        buf = carry + chunk if carry else chunk
-        cut = buf.rfind(b"\n")
+        cut = chunk.rfind(b"\n")
         if cut < 0:
-            carry = buf
-            if len(carry) > 16 * block_size:
-                # No newline in a huge span: hand it over whole rather than grow forever.
-                yield Block(line, offset, carry)
-                offset += len(carry)
-                carry = b""
+            pending.append(chunk)
+            pending_size += len(chunk)
+            if pending_size > 16 * block_size:
+                data = b"".join(pending)
+                yield Block(line, offset, data, 0)
+                offset += len(data)
+                pending, pending_size = [], 0
             continue
-        data, carry = buf[: cut + 1], buf[cut + 1 :]
-        yield Block(line, offset, data)
-        line += data.count(b"\n")
+        head = memoryview(chunk)[: cut + 1]
+        data = b"".join((*pending, head)) if pending else bytes(head)
+        tail = chunk[cut + 1 :]
+        pending, pending_size = ([tail], len(tail)) if tail else ([], 0)
+        newlines = data.count(b"\n")
+        yield Block(line, offset, data, newlines)
+        line += newlines
         offset += len(data)
-    if carry:
-        yield Block(line, offset, carry)
+    if pending:
+        data = b"".join(pending)
+        yield Block(line, offset, data, data.count(b"\n"))

@@ -61,6 +61,8 @@ PARQUET_OPTIONS: dict[str, Any] = {
     "compression_level": 1,
     "use_dictionary": DICTIONARY_COLUMNS,
     "write_statistics": True,
+    # Times and line numbers mostly grow: delta encoding makes them smaller and faster.
+    "column_encoding": {c: "DELTA_BINARY_PACKED" for c in ("start", "end", "lineage_pos")},
 }
 ROWS_PER_FILE = 20_000_000
 
