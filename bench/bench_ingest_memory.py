@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vpcgen import write_vpc  # noqa: E402
+from vpcgen import write_vpc
 
 CHILD = """
 import json, resource, sys, time
@@ -35,7 +35,9 @@ def _measure(records: int, tmp: Path) -> dict[str, float]:
     try:
         out = subprocess.run(
             [sys.executable, "-c", CHILD, str(src), str(tmp / f"home-{records}")],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
     finally:
         src.unlink()

@@ -42,7 +42,9 @@ class Parsed:
     def __len__(self) -> int:
         return int(self.table.num_rows)
 
-    def reject(self, bad: pa.Array | np.ndarray, rejects: Rejects, reason: str, what: str) -> Parsed:
+    def reject(
+        self, bad: pa.Array | np.ndarray, rejects: Rejects, reason: str, what: str
+    ) -> Parsed:
         """Move the rows where ``bad`` is true into ``rejects``; return the rest."""
         mask = np.asarray(pa.array(bad).fill_null(True) if isinstance(bad, pa.Array) else bad)
         if not mask.any():
@@ -235,7 +237,9 @@ def parse_block(
     bad_any: pa.Array | None = None
     problems: list[tuple[str, pa.Array, str]] = []
     for name in names:
-        values, bad, expect = _check_column(table[name].combine_chunks(), types.get(name, pa.string()))
+        values, bad, expect = _check_column(
+            table[name].combine_chunks(), types.get(name, pa.string())
+        )
         columns[name] = values
         if bad is not None and pc.any(bad).as_py():
             problems.append((name, bad, expect))
