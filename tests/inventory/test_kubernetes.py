@@ -12,6 +12,7 @@ from cellwall.inventory.identity import Resolver
 from cellwall.inventory.loader import load_inventory_files, load_inventory_text
 from cellwall.model.inventory import AddressLease
 from cellwall.model.labels import Labels
+from tests.flowfiles import TESTDATA
 
 MANIFESTS = """\
 apiVersion: v1
@@ -205,7 +206,7 @@ def test_bad_object_is_reported_and_the_others_load() -> None:
     assert "10.0.0.999" in r.errors[1].message
 
 
-REAL = Path("/work/shared/testdata/k8s/nca/tests/k8s_testcases")
+REAL = TESTDATA / "k8s" / "nca" / "tests" / "k8s_testcases"
 
 
 @pytest.mark.real
