@@ -85,11 +85,19 @@ class Chunk:
 
     ``ignored`` counts records that are not flows by the format's own meaning (AWS
     ``NODATA``, a Zeek ``#close`` line): they are neither stored nor quarantined.
+
+    ``dns`` holds DNS evidence rows (:data:`cellwall.evidence.dns.DNS_SCHEMA`) that the
+    adapter found; they are stored beside the flows. ``dns_records`` counts the input
+    records that became evidence *instead of* flows (a Zeek dns.log line), so that every
+    record read is a flow, a reject, ignored, or a DNS record. A Hubble DNS flow is a flow
+    that also yields evidence: it counts as a flow only.
     """
 
     flows: pa.Table
     rejects: Rejects
     ignored: Counter[str] = field(default_factory=Counter)
+    dns: pa.Table | None = None
+    dns_records: int = 0
 
     def __post_init__(self) -> None:
         if self.flows.schema != FLOW_SCHEMA:
@@ -97,7 +105,12 @@ class Chunk:
 
     @property
     def read(self) -> int:
-        return int(self.flows.num_rows) + len(self.rejects) + sum(self.ignored.values())
+        return (
+            int(self.flows.num_rows)
+            + len(self.rejects)
+            + sum(self.ignored.values())
+            + self.dns_records
+        )
 
 
 class FlowSource(ABC):
@@ -126,6 +139,8 @@ _BUILTIN_MODULES = (
     "cellwall.ingest.vpc",
     "cellwall.ingest.zeek",
     "cellwall.ingest.mapped",
+    "cellwall.ingest.hubble",
+    "cellwall.ingest.zeek_dns",
 )
 _loaded = False
 
