@@ -34,9 +34,8 @@ order of the input.
 from __future__ import annotations
 
 import re
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar, TypeVar
 
@@ -45,9 +44,10 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cellwall.errors import Diagnostic, FormatError, UsageError
+from cellwall.errors import Diagnostic, FormatError
 from cellwall.ingest.base import Chunk, FlowSource, Rejects, register
 from cellwall.ingest.delimited import Parsed, parse_block
+from cellwall.ingest.parallel import int_option, ordered_map, worker_count
 from cellwall.ingest.stream import BLOCK_SIZE, Block, iter_blocks
 from cellwall.model.flow_schema import FLOW_SCHEMA, conform
 from cellwall.model.net import canonical_ip, canonical_ips
@@ -163,50 +163,19 @@ class VpcFlowLogs(FlowSource):
         return len(tokens) == len(DEFAULT_FIELDS) and tokens[0] == b"2"
 
     def read(self, stream: BinaryIO, file: str) -> Iterator[Chunk]:
-        blocks = iter_blocks(stream, self._int_option("block_size", BLOCK_SIZE))
+        blocks = iter_blocks(stream, int_option(self.options, "block_size", BLOCK_SIZE, self.name))
         first = next(blocks, None)
         if first is None:
             return
         layout, rest = _Layout.from_first_block(first, file)
         todo = blocks if rest is None else _chain(rest, blocks)
-        workers = self._int_option("workers", 2)
-        yield from _in_order(lambda b: layout.chunk(b, file), todo, workers)
-
-    def _int_option(self, key: str, default: int) -> int:
-        text = self.options.get(key)
-        if text is None:
-            return default
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise UsageError(f"option {key}={text!r} for the vpc format is not a positive integer")
-        return value
+        workers = worker_count(self.options, self.name)
+        yield from ordered_map(lambda b: layout.chunk(b, file), todo, workers)
 
 
 def _chain(first: Block, rest: Iterator[Block]) -> Iterator[Block]:
     yield first
     yield from rest
-
-
-def _in_order(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
-    """``map(fn, items)`` on ``workers`` threads, in order, with few items in flight."""
-    if workers <= 1:
-        yield from map(fn, items)
-        return
-    with ThreadPoolExecutor(workers, thread_name_prefix="cellwall-vpc") as pool:
-        pending: deque[Future[R]] = deque()
-        try:
-            for item in items:
-                pending.append(pool.submit(fn, item))
-                if len(pending) > workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
 
 
 def _header_error(file: str, message: str, hint: str) -> FormatError:

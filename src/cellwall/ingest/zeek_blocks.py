@@ -9,17 +9,14 @@ with their line numbers.
 
 from __future__ import annotations
 
-import os
-from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from cellwall.errors import UsageError
 from cellwall.ingest.base import Chunk, Rejects
 from cellwall.ingest.stream import Block
 from cellwall.model.flow_schema import empty_flows
@@ -31,14 +28,11 @@ __all__ = [
     "LineIndex",
     "Tail",
     "chunk_of",
-    "int_option",
     "is_conn_path",
-    "pipeline",
     "ready",
     "reject_lines",
     "tail_chunk",
     "whole_lines",
-    "worker_count",
 ]
 
 #: Bytes per block handed to one worker: small enough to stay in cache, large enough that
@@ -54,53 +48,6 @@ CONN_ONLY_FIELDS = frozenset(
 def is_conn_path(path: str) -> bool:
     """``conn``, or a conn log split by a filter (``conn_long``, ``conn-internal``)."""
     return path == "conn" or path.startswith(("conn_", "conn-"))
-
-
-def int_option(options: Mapping[str, str], key: str, default: int, fmt: str) -> int:
-    """A positive integer option, or a UsageError that names it."""
-    text = options.get(key)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise UsageError(f"option {key}={text!r} for the {fmt} format is not a positive integer")
-    return value
-
-
-def worker_count(options: Mapping[str, str], fmt: str = "zeek") -> int:
-    """The ``workers`` option; by default one thread per CPU, at most 4."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    return int_option(options, "workers", max(1, min(cpus, 4)), fmt)
-
-
-def pipeline(jobs: Iterator[Callable[[], Chunk]], workers: int) -> Iterator[Chunk]:
-    """Run jobs on ``workers`` threads and yield their chunks in order.
-
-    At most ``workers + 1`` jobs are in flight, so memory stays bounded by a few blocks.
-    Arrow and NumPy release the GIL for the heavy work, so the threads run in parallel.
-    """
-    if workers <= 1:
-        for job in jobs:
-            yield job()
-        return
-    pending: deque[Future[Chunk]] = deque()
-    with ThreadPoolExecutor(workers, thread_name_prefix="zeek-ingest") as pool:
-        try:
-            for job in jobs:
-                pending.append(pool.submit(job))
-                if len(pending) > workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,19 +24,17 @@ import pyarrow.json as pajson
 from cellwall.errors import Diagnostic, FormatError
 from cellwall.ingest.base import Chunk, FlowSource, Rejects, register
 from cellwall.ingest.delimited import Parsed
+from cellwall.ingest.parallel import int_option, ordered_map, worker_count
 from cellwall.ingest.stream import Block, iter_blocks
 from cellwall.ingest.zeek_blocks import (
     BLOCK_SIZE,
     CONN_ONLY_FIELDS,
     LineIndex,
     chunk_of,
-    int_option,
     is_conn_path,
-    pipeline,
     ready,
     tail_chunk,
     whole_lines,
-    worker_count,
 )
 from cellwall.ingest.zeek_mapping import FIELD_TYPES, Context, to_flows
 
@@ -242,4 +240,8 @@ class ZeekJsonSource(FlowSource):
         ctx = Context(file, self.name, self.options.get("sensor"))
         size = int_option(self.options, "block_size", BLOCK_SIZE, self.name)
         blocks = iter_blocks(stream, size)
-        yield from pipeline(_jobs(blocks, ctx), worker_count(self.options, self.name))
+        yield from ordered_map(_run, _jobs(blocks, ctx), worker_count(self.options, self.name))
+
+
+def _run(job: Callable[[], Chunk]) -> Chunk:
+    return job()

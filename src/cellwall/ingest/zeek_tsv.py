@@ -22,19 +22,17 @@ import pyarrow as pa
 from cellwall.errors import Diagnostic, FormatError
 from cellwall.ingest.base import Chunk, FlowSource, Rejects, register
 from cellwall.ingest.delimited import parse_block
+from cellwall.ingest.parallel import int_option, ordered_map, worker_count
 from cellwall.ingest.stream import Block, iter_blocks
 from cellwall.ingest.zeek_blocks import (
     BLOCK_SIZE,
     LineIndex,
     chunk_of,
-    int_option,
     is_conn_path,
-    pipeline,
     ready,
     reject_lines,
     tail_chunk,
     whole_lines,
-    worker_count,
 )
 from cellwall.ingest.zeek_mapping import FIELD_TYPES, Context, to_flows
 
@@ -286,4 +284,8 @@ class ZeekTsvSource(FlowSource):
         planner = _Planner(ctx)
         size = int_option(self.options, "block_size", BLOCK_SIZE, self.name)
         blocks = iter_blocks(stream, size)
-        yield from pipeline(planner.jobs(blocks), worker_count(self.options, self.name))
+        yield from ordered_map(_run, planner.jobs(blocks), worker_count(self.options, self.name))
+
+
+def _run(job: Callable[[], Chunk]) -> Chunk:
+    return job()

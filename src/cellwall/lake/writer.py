@@ -1,8 +1,8 @@
 """Atomic, idempotent appends to the flow lake.
 
 One input file is one transaction. Its flows are written to Parquet under
-``_staging/<txn>/``, one file per UTC day, and its rejected records to a staged
-quarantine file. Commit records every staged file in the manifest as ``committing``, moves
+``_staging/<txn>/``, one file per UTC day, its DNS evidence likewise under
+``_staging/<txn>/dns/``, and its rejected records to a staged quarantine file. Commit records every staged file in the manifest as ``committing``, moves
 each into place with an atomic rename, then marks the transaction ``committed``.
 
 - A crash before the manifest row exists leaves only staging, which :func:`recover` deletes.
@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cellwall.evidence.dns import DNS_SCHEMA
 from cellwall.ingest.base import Rejects
 from cellwall.lake.layout import LakeLayout
 from cellwall.lake.manifest import Manifest, StagedFile
@@ -96,6 +97,8 @@ class StagedIngest:
     _rejects: Any = None
     _rejects_path: Path | None = None
     _rejects_rows: int = 0
+    dns_stored: int = 0
+    _dns_days: dict[str, _DayFile] = field(default_factory=dict)
 
     @property
     def dir(self) -> Path:
@@ -137,6 +140,29 @@ class StagedIngest:
         final = self.layout.day_dir(day) / f.path.name
         self._done.append(StagedFile("flows", str(f.path), str(final), day, f.rows))
 
+    def write_dns(self, dns: pa.Table | None) -> None:
+        """Stage DNS evidence rows (DNS_SCHEMA), one file per UTC day of ``ts``."""
+        if dns is None or dns.num_rows == 0:
+            return
+        dns = dns.cast(DNS_SCHEMA)
+        micros = dns["ts"].combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+        days = micros // DAY_US
+        order = np.argsort(days, kind="stable")
+        bounds = np.flatnonzero(np.diff(days[order])) + 1
+        for part in np.split(order, bounds):
+            day = _day_name(int(days[part[0]]))
+            current = self._dns_days.get(day)
+            if current is None:
+                self._seq += 1
+                folder = self.dir / "dns" / f"day={day}"
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / f"dns-{self.txn}-{self._seq:05d}.parquet"
+                writer = pq.ParquetWriter(path, DNS_SCHEMA, compression="zstd")
+                current = self._dns_days[day] = _DayFile(path, writer)
+            current.writer.write_table(dns.take(pa.array(part)))
+            current.rows += len(part)
+            self.dns_stored += len(part)
+
     def write_rejects(self, rejects: Rejects) -> None:
         if not len(rejects):
             return
@@ -152,6 +178,11 @@ class StagedIngest:
     def close(self) -> list[StagedFile]:
         for day in list(self._days):
             self._close(day)
+        for day, f in sorted(self._dns_days.items()):
+            f.writer.close()
+            final = self.layout.dns_day_dir(day) / f.path.name
+            self._done.append(StagedFile("dns", str(f.path), str(final), day, f.rows))
+        self._dns_days.clear()
         if self._rejects is not None:
             self._rejects.close()
             self._rejects = None
@@ -172,9 +203,10 @@ class StagedIngest:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def abort(self) -> None:
-        for f in self._days.values():
+        for f in [*self._days.values(), *self._dns_days.values()]:
             f.writer.close()
         self._days.clear()
+        self._dns_days.clear()
         if self._rejects is not None:
             self._rejects.close()
             self._rejects = None

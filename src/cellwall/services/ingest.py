@@ -43,6 +43,7 @@ class FileSummary:
     quarantined: Counter[str] = field(default_factory=Counter)
     ignored: Counter[str] = field(default_factory=Counter)
     error: str | None = None
+    dns: int = 0  # DNS evidence rows stored (LAKE/dns)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +55,7 @@ class FileSummary:
             "duplicate": self.duplicate,
             "quarantined": dict(sorted(self.quarantined.items())),
             "ignored": dict(sorted(self.ignored.items())),
+            "dns": self.dns,
             "error": self.error,
         }
 
@@ -84,6 +86,7 @@ class IngestSummary:
         return {
             "read": read,
             "stored": self.total("stored"),
+            "dns": self.total("dns"),
             "duplicate": self.total("duplicate"),
             "quarantined": dict(sorted(self.quarantined().items())),
             "quarantined_total": sum(self.quarantined().values()),
@@ -233,6 +236,7 @@ def _ingest_one(
         for chunk in _prefetch(source_cls(options).read(tee, str(path))):  # type: ignore[arg-type]
             flows = _guard(chunk)
             staged.write_flows(flows)
+            staged.write_dns(chunk.dns)
             staged.write_rejects(chunk.rejects)
             summary.ignored.update(chunk.ignored)
             summary.read += chunk.read
@@ -244,6 +248,7 @@ def _ingest_one(
             staged.write_rejects(damage)
             summary.read += 1
         summary.stored = staged.stored
+        summary.dns = staged.dns_stored
         summary.quarantined = Counter(staged.quarantined)
         content_key = tee.hash.hexdigest()
         seen = manifest.find(content_key=content_key)
