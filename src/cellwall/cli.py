@@ -33,7 +33,8 @@ app.add_typer(inventory_app, name="inventory")
 demo_app = typer.Typer(help="The synthetic estate, end to end.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 
-out = Console()
+# Scripts and pipes get wide lines rather than 80 columns of wrapped cells.
+out = Console() if sys.stdout.isatty() else Console(width=200, soft_wrap=True)
 err = Console(stderr=True)
 
 HomeOpt = Annotated[
@@ -243,23 +244,36 @@ def flows_query(
 
 
 def _print_rows(rows: list[dict[str, Any]]) -> None:
-    cols = [
+    from cellwall.services.flows import PROTOCOLS
+
+    names = {v: k for k, v in PROTOCOLS.items()}
+    table = Table(show_edge=False)
+    for c in (
         "start",
-        "src_ip",
-        "src_port",
-        "dst_ip",
-        "dst_port",
+        "src",
+        "sport",
+        "dst",
+        "dport",
         "proto",
         "bytes",
         "packets",
         "action",
-        "lineage_format",
-    ]
-    table = Table(show_edge=False)
-    for c in cols:
-        table.add_column(c)
+        "source",
+    ):
+        table.add_column(c, no_wrap=True)
     for r in rows:
-        table.add_row(*["" if r.get(c) is None else str(r[c]) for c in cols])
+        table.add_row(
+            r["start"].strftime("%Y-%m-%d %H:%M:%S"),
+            r["src_ip"],
+            "" if r["src_port"] is None else str(r["src_port"]),
+            r["dst_ip"],
+            "" if r["dst_port"] is None else str(r["dst_port"]),
+            names.get(r["proto"], str(r["proto"])),
+            "" if r["bytes"] is None else f"{r['bytes']:,}",
+            "" if r["packets"] is None else f"{r['packets']:,}",
+            r["action"] or "",
+            f"{r['lineage_format']}:{Path(r['lineage_file']).name}:{r['lineage_pos']}",
+        )
     out.print(table)
 
 
