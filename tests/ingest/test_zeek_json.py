@@ -7,6 +7,7 @@ numbers for times, intervals, ports and counts, ``true``/``false``, sets as arra
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from cellwall.errors import FormatError
 from cellwall.ingest import zeek_json
 from cellwall.ingest.base import detect
 from cellwall.ingest.zeek import ZeekJsonSource, ZeekTsvSource
+from tests.flowfiles import TESTDATA
 from tests.ingest.test_zeek import (
     BASELINE,
     CONN_LOGS,
@@ -208,3 +210,25 @@ def test_good_blocks_never_take_the_line_by_line_path(monkeypatch: pytest.Monkey
     result = run(ZeekJsonSource, (lines * 3).encode(), workers="2", block_size="2000")
     assert result.flows.num_rows == 3 * 34 and result.rejects.num_rows == 0
     assert result.ignored == Counter(blank=3)
+
+
+def test_bare_json_values_are_rejected_without_reaching_arrow() -> None:
+    # pyarrow's JSON reader crashed the process on a line holding only `null`.
+    good = (
+        b'{"ts":1.0,"id.orig_h":"1.2.3.4","id.orig_p":1,"id.resp_h":"1.2.3.5",'
+        b'"id.resp_p":2,"proto":"tcp","conn_state":"S0"}'
+    )
+    data = b"null\n" + good + b"\n[1]\n"
+    chunks = list(ZeekJsonSource().read(io.BytesIO(data), "x.json"))
+    assert sum(c.flows.num_rows for c in chunks) == 1
+    rejected = [(r["pos"], r["reason"]) for c in chunks for r in c.rejects.table().to_pylist()]
+    assert rejected == [(1, "bad-json"), (3, "bad-json")]
+
+
+def test_other_zeek_logs_are_not_sniffed_as_conn() -> None:
+    dns = (TESTDATA / "flows/zeek/testing/btest/Baseline/opt.basic/dns.log").read_bytes()
+    assert not ZeekTsvSource.sniff(dns)
+    assert detect(dns, "dns.log").name == "zeek-dns"
+    line = b'{"_path":"dns","ts":1.0,"id.orig_h":"1.2.3.4","query":"a.example"}\n'
+    assert not ZeekJsonSource.sniff(line)
+    assert ZeekJsonSource.sniff(line.replace(b'"dns"', b'"conn"'))

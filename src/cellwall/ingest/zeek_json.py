@@ -42,6 +42,7 @@ __all__ = ["ZeekJsonSource"]
 
 _TS_IS_TEXT = re.compile(rb'"ts"\s*:\s*"')
 _TS_MASKED = re.compile(rb'"ts"\s*:\s*"?X+(\.X+)?"?')
+_PATH = re.compile(rb'"_path"\s*:\s*"([^"]*)"')
 _WHITESPACE = b" \t\r"
 _SCHEMAS = {
     text: pa.schema(
@@ -157,7 +158,10 @@ def _json_chunk(block: Block, ctx: Context) -> Chunk:
         data = bytes(buf)
     lines = content.astype(np.int64) + block.first_line
     text_ts = bool(_TS_IS_TEXT.search(index.line(int(content[0]))))
+    objects = bool((index.first_bytes()[content] == ord("{")).all())
     try:
+        if not objects:  # Arrow's reader can crash on a bare value such as `null`
+            raise ValueError("a line that is not a JSON object")
         if not data.isascii():
             data.decode("utf-8")  # Arrow's JSON reader does not check string values
         table = pajson.read_json(
@@ -233,7 +237,10 @@ class ZeekJsonSource(FlowSource):
             stripped = line.strip(_WHITESPACE)
             if not stripped or stripped.startswith(b"#"):
                 continue
-            return stripped.startswith(b"{") and b'"id.orig_h"' in line and b'"ts"' in line
+            if not (stripped.startswith(b"{") and b'"id.orig_h"' in line and b'"ts"' in line):
+                return False
+            path = _PATH.search(line)  # another Zeek log (dns, http) is not flows
+            return path is None or is_conn_path(path.group(1).decode("utf-8", "replace"))
         return False
 
     def read(self, stream: BinaryIO, file: str) -> Iterator[Chunk]:

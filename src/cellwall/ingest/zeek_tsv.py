@@ -271,6 +271,9 @@ class ZeekTsvSource(FlowSource):
     @classmethod
     def sniff(cls, head: bytes) -> bool:
         for line in head.split(b"\n")[:64]:
+            if line.startswith(b"#path"):  # another Zeek log (dns, http) is not flows
+                return is_conn_path(line[5:].strip().decode("utf-8", "replace"))
+        for line in head.split(b"\n")[:64]:
             if not line.strip() or (line.startswith(b"#") and not line[1:2].isalpha()):
                 continue  # a comment, such as BTest's "### BTest baseline data" banner
             if line.startswith(b"#"):
