@@ -106,9 +106,7 @@ def dns_rows(
     ttl = ttl.filter(keep)
     start = ts_us[rows]
     span = np.clip(ttl.fill_null(MIN_TTL_S).to_numpy(zero_copy_only=False), MIN_TTL_S, MAX_TTL_S)
-    client_col = (
-        pc.take(canonical_ips(client), pa.array(rows)) if client is not None else None
-    )
+    client_col = pc.take(canonical_ips(client), pa.array(rows)) if client is not None else None
     n = len(rows)
     return pa.Table.from_arrays(
         [
@@ -171,7 +169,9 @@ def _as_us(ts: pa.Array | pa.ChunkedArray) -> pa.Array:
     return ts.cast(TS, safe=False)
 
 
-def dns_files(lake_dir: Path, first: datetime | None = None, last: datetime | None = None) -> list[str]:
+def dns_files(
+    lake_dir: Path, first: datetime | None = None, last: datetime | None = None
+) -> list[str]:
     """The evidence files under ``lake_dir/dns``; with times, only the days that can answer.
 
     An answer lasts at most ``MAX_TTL_S``, so the day before ``first`` is read too.
@@ -252,8 +252,7 @@ def names_for(lake_dir: Path, ips: pa.Array, ts: pa.Array) -> pa.Array:
     con = duckdb.connect()
     try:
         con.execute(
-            "create temp view ev as select ip, name, ts, valid_until "
-            f"from read_parquet({files!r})"
+            f"create temp view ev as select ip, name, ts, valid_until from read_parquet({files!r})"
         )
         return _lookup(con, ips, ts_us)
     finally:

@@ -139,6 +139,7 @@ _BUILTIN_MODULES = (
     "cellwall.ingest.vpc",
     "cellwall.ingest.zeek",
     "cellwall.ingest.mapped",
+    "cellwall.ingest.netflow",
     "cellwall.ingest.hubble",
     "cellwall.ingest.zeek_dns",
 )

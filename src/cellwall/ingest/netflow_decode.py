@@ -191,9 +191,7 @@ def _per_record(segments: Sequence[Segment], counts: I64, values: Sequence[int])
     return np.repeat(np.asarray(values, np.int64), counts)
 
 
-def _times(
-    fields: _Fields, segments: Sequence[Segment], counts: I64, init_ms: dict[Any, int]
-) -> tuple[I64, I64]:
+def _times(fields: _Fields, segments: Sequence[Segment], counts: I64) -> tuple[I64, I64]:
     export = _per_record(segments, counts, [s.export_ms for s in segments])
     for first_ie, last_ie, unit in _TIME_PAIRS:
         first, last = fields.uint(first_ie), fields.uint(last_ie)
@@ -229,11 +227,20 @@ def _times(
         start = export - ((up - first.astype(np.int64)) & mask)
         end = export - ((up - last.astype(np.int64)) & mask)
         return start, end
-    base_known = [init_ms.get(s.domain) for s in segments]
-    if all(b is not None for b in base_known):  # IPFIX: relative to the exporter's boot
-        base = _per_record(segments, counts, [b or 0 for b in base_known])
-        return base + first.astype(np.int64), base + last.astype(np.int64)
-    return export, export.copy()
+    # IPFIX: relative to the exporter's boot (systemInitTimeMilliseconds), where that is
+    # known and before the export time; else the newest end in each set is taken to be the
+    # export time.
+    guess = np.maximum.reduceat(last.astype(np.int64), _starts(counts)) if len(last) else last
+    base_ms = [
+        s.init_ms if s.init_ms is not None and s.init_ms <= s.export_ms else s.export_ms - int(g)
+        for s, g in zip(segments, guess.tolist(), strict=True)
+    ]
+    base = _per_record(segments, counts, base_ms)
+    return base + first.astype(np.int64), base + last.astype(np.int64)
+
+
+def _starts(counts: I64) -> I64:
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
 
 
 def _ntp_ms(value: U64) -> I64:
@@ -277,24 +284,30 @@ def decode(
     template: Template,
     segments: Sequence[Segment],
     exporter: str | None,
-    init_ms: dict[Any, int],
     fmt: str,
     file: str,
 ) -> Decoded:
     """Decode every record of ``segments`` (all of ``template``) into flow columns."""
     dtype = dtype_of(template)
+    segments = [s for s in segments if len(s.body) >= dtype.itemsize]
+    if not segments:
+        return Decoded({}, 0, {})
     counts = np.asarray([len(s.body) // dtype.itemsize for s in segments], np.int64)
-    body = b"".join(s.body[: int(c) * dtype.itemsize] for s, c in zip(segments, counts, strict=True))
+    body = b"".join(
+        s.body[: int(c) * dtype.itemsize] for s, c in zip(segments, counts, strict=True)
+    )
     n = int(counts.sum())
     records = np.frombuffer(body, dtype, count=n)
     fields = _Fields(template, records)
     src_ip = _addresses(fields, 8, 27)
     dst_ip = _addresses(fields, 12, 28)
     proto = fields.uint(4)
+    if proto is None and (fields.has(32) or fields.has(139)):  # ICMP-only templates
+        proto = np.full(n, 1 if fields.has(32) else 58, np.uint64)
     bad: dict[str, npt.NDArray[Any]] = {}
     if src_ip is None or dst_ip is None or proto is None:
         bad["missing-field"] = np.ones(n, bool)
-    start, end = _times(fields, segments, counts, init_ms)
+    start, end = _times(fields, segments, counts)
     bad_time = (start < 0) | (start > MAX_MS) | (end < 0) | (end > MAX_MS) | (end < start)
     if bad_time.any():
         bad["bad-time"] = bad_time
@@ -307,7 +320,7 @@ def decode(
     octets = fields.uint(1) if fields.has(1) else fields.uint(85)
     packets = fields.uint(2) if fields.has(2) else fields.uint(86)
     src_port, dst_port = _ports(fields, proto, n)
-    offsets = np.concatenate([np.arange(c, dtype=np.int64) for c in counts]) if n else counts
+    offsets = np.arange(n, dtype=np.int64) - np.repeat(_starts(counts), counts)
     pos = _per_record(segments, counts, [s.pos for s in segments]) + offsets * dtype.itemsize
     columns: dict[str, Any] = {
         "start": pa.array(np.clip(start, 0, MAX_MS) * 1000).cast(_TS),
@@ -321,9 +334,9 @@ def decode(
         "packets": packets * scale if packets is not None else None,
         "tcp_flags": _narrow(fields.uint(6), np.uint16),
         "sampling_rate": pa.array(np.minimum(rate, 2**32 - 1).astype(np.uint32), mask=rate <= 0),
-        "exporter": pa.array([exporter] * n, pa.string()) if exporter else None,
-        "lineage_format": pa.array(np.full(n, fmt, object), pa.string()),
-        "lineage_file": pa.array(np.full(n, file, object), pa.string()),
+        "exporter": pa.repeat(pa.scalar(exporter, pa.string()), n) if exporter else None,
+        "lineage_format": pa.repeat(pa.scalar(fmt, pa.string()), n),
+        "lineage_file": pa.repeat(pa.scalar(file, pa.string()), n),
         "lineage_pos": pos,
     }
     direction = fields.uint(61)
@@ -333,10 +346,6 @@ def decode(
     for name in ("src_ip", "dst_ip", "proto"):
         if columns[name] is None:
             columns[name] = pa.nulls(n, pa.string() if name != "proto" else pa.uint8())
-    for reason, mask in bad.items():
-        if reason == "bad-field":
-            continue
-        bad[reason] = mask
     return Decoded(columns, n, bad)
 
 

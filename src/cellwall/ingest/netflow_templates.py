@@ -53,15 +53,14 @@ class Template:
     options: bool = False
     scope: int = 0
     _dtype: np.dtype | None = field(default=None, repr=False)  # type: ignore[type-arg]
+    #: whether some field has a variable length (IPFIX)
+    variable: bool = field(init=False)
+    #: bytes per record; for variable-length templates, the fixed part only
+    record_length: int = field(init=False)
 
-    @property
-    def variable(self) -> bool:
-        return any(f.length == VARIABLE for f in self.fields)
-
-    @property
-    def record_length(self) -> int:
-        """Bytes per record; for variable-length templates, the fixed part only."""
-        return sum(f.length for f in self.fields if f.length != VARIABLE)
+    def __post_init__(self) -> None:
+        self.variable = any(f.length == VARIABLE for f in self.fields)
+        self.record_length = sum(f.length for f in self.fields if f.length != VARIABLE)
 
     def same_layout(self, other: Template) -> bool:
         return (self.fields, self.options, self.scope) == (other.fields, other.options, other.scope)
@@ -73,7 +72,8 @@ class Segment:
 
     ``export_ms`` is the header's export time in ms since the epoch; ``uptime_ms`` is the
     v5/v9 ``sysUptime`` (None for IPFIX); ``pos`` is the byte offset of the first record
-    in the input; ``rate`` the sampling rate known for the domain when it arrived.
+    in the input; ``rate`` the sampling rate known for the domain when it arrived (0 when
+    none is), ``init_ms`` the exporter's boot time (IPFIX options) known then.
     """
 
     body: bytes
@@ -82,6 +82,7 @@ class Segment:
     pos: int
     rate: int
     domain: DomainKey
+    init_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -116,7 +117,7 @@ class TemplateCache:
     def learn(self, key: TemplateKey, template: Template) -> Template:
         """Add or refresh a template; returns the one in force (the old one if unchanged)."""
         old = self.templates.get(key)
-        if old is not None and old.same_layout(template):
+        if old is not None and (old is template or old.same_layout(template)):
             return old
         self.templates[key] = template
         return template

@@ -2,8 +2,9 @@
 
 One input file is one transaction. Its flows are written to Parquet under
 ``_staging/<txn>/``, one file per UTC day, its DNS evidence likewise under
-``_staging/<txn>/dns/``, and its rejected records to a staged quarantine file. Commit records every staged file in the manifest as ``committing``, moves
-each into place with an atomic rename, then marks the transaction ``committed``.
+``_staging/<txn>/dns/``, and its rejected records to a staged quarantine file. Commit
+records every staged file in the manifest as ``committing``, moves each into place with an
+atomic rename, then marks the transaction ``committed``.
 
 - A crash before the manifest row exists leaves only staging, which :func:`recover` deletes.
 - A crash after it is rolled forward by :func:`recover`: the remaining renames are done.
@@ -44,6 +45,7 @@ DICTIONARY_COLUMNS = [
     "dst_port",
     "proto",
     "action",
+    "drop_reason",
     "direction",
     "exporter",
     "source_id",

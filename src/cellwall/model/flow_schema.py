@@ -5,7 +5,7 @@ docs/flows.md documents every column. Columns are grouped as:
 - the time window and 5-tuple (``start``, ``end``, ``src_ip`` ... ``proto``);
 - counters (``bytes``/``packets`` from src to dst; ``rev_bytes``/``rev_packets`` from dst
   back to src, only for bidirectional records such as Zeek's);
-- what the exporter itself knew (``action``, ``tcp_flags``, ``direction``,
+- what the exporter itself knew (``action``, ``drop_reason``, ``tcp_flags``, ``direction``,
   ``src_initiated``, ``exporter``, ``sampling_rate``, ``source_id``);
 - optional host and L7 facts (process and user on each end, DNS name, HTTP);
 - lineage (``lineage_format``, ``lineage_file``, ``lineage_pos``).
@@ -43,6 +43,7 @@ FLOW_SCHEMA = pa.schema(
         pa.field("rev_bytes", pa.uint64()),
         pa.field("rev_packets", pa.uint64()),
         pa.field("action", pa.string()),
+        pa.field("drop_reason", pa.string()),
         pa.field("tcp_flags", pa.uint16()),
         pa.field("direction", pa.string()),
         pa.field("src_initiated", pa.bool_()),

@@ -1,0 +1,138 @@
+"""Benchmark: NetFlow v9 and IPFIX file decode against the ``netflow`` PyPI package.
+
+``generate`` builds an export stream the way softflowd sends it (its v9 and IPFIX IPv4
+templates, 45-byte records, 30 records per datagram, the template resent every 20
+datagrams) with NumPy, and wraps it in a classic pcap (Ethernet, IPv4, UDP). cellwall reads
+the pcap through the ``netflow`` adapter (capture parsing included, Arrow tables out); the
+baseline, ``netflow.parse_packet``, is given the same UDP payloads (no capture to parse) for a
+slice of the datagrams and keeps its templates between packets. Both are records per
+second; ``ratio`` is cellwall's rate over the baseline's. Sizes scale with ``BENCH_SCALE``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import time
+from typing import Any
+
+import numpy as np
+
+from cellwall.ingest.netflow import NetflowSource
+
+RECORDS_PER_DATAGRAM = 30
+TEMPLATE_EVERY = 20
+# softflowd's IPv4 template: src, dst, first, last, bytes, packets, in, out, direction,
+# end reason, sport, dport, proto, tcp flags, ip version, tos
+FIELDS = [(8, 4), (12, 4), (22, 4), (21, 4), (1, 4), (2, 4), (10, 4), (14, 4), (61, 1),
+          (136, 1), (7, 2), (11, 2), (4, 1), (6, 1), (60, 1), (5, 1)]  # fmt: skip
+RECORD = np.dtype(
+    [("src", ">u4"), ("dst", ">u4"), ("first", ">u4"), ("last", ">u4"), ("bytes", ">u4"),
+     ("packets", ">u4"), ("inp", ">u4"), ("out", ">u4"), ("dir", "u1"), ("reason", "u1"),
+     ("sport", ">u2"), ("dport", ">u2"), ("proto", "u1"), ("flags", "u1"), ("ipv", "u1"),
+     ("tos", "u1")]
+)  # fmt: skip
+EXPORT_S = 1_762_000_000
+UPTIME_MS = 3_600_000
+
+
+def _records(n: int, seed: int = 7) -> np.ndarray:  # type: ignore[type-arg]
+    rng = np.random.default_rng(seed)
+    rec = np.zeros(n, RECORD)
+    rec["src"] = 0x0A000000 + rng.integers(0, 5000, n)
+    rec["dst"] = 0x0A100000 + rng.integers(0, 500, n)
+    rec["last"] = UPTIME_MS - rng.integers(0, 60_000, n)
+    rec["first"] = rec["last"] - rng.integers(0, 120_000, n)
+    rec["packets"] = rng.integers(1, 1000, n)
+    rec["bytes"] = rec["packets"] * rng.integers(40, 1500, n)
+    rec["sport"] = rng.integers(1024, 65535, n)
+    rec["dport"] = rng.choice([443, 80, 53, 5432, 8443, 22], n)
+    rec["proto"] = np.where(rec["dport"] == 53, 17, 6)
+    rec["flags"] = rng.integers(0, 64, n)
+    rec["ipv"] = 4
+    return rec
+
+
+def _template(ipfix: bool) -> bytes:
+    body = struct.pack(">HH", 1024, len(FIELDS)) + b"".join(
+        struct.pack(">HH", ie, ln) for ie, ln in FIELDS
+    )
+    return struct.pack(">HH", 2 if ipfix else 0, len(body) + 4) + body
+
+
+def generate(records: int, ipfix: bool) -> list[bytes]:
+    """Export datagrams (UDP payloads) carrying ``records`` records."""
+    data = _records(records).tobytes()
+    size = RECORD.itemsize * RECORDS_PER_DATAGRAM
+    template = _template(ipfix)
+    out = []
+    for i, at in enumerate(range(0, len(data), size)):
+        body = data[at : at + size]
+        sets = (template if i % TEMPLATE_EVERY == 0 else b"") + struct.pack(
+            ">HH", 1024, len(body) + 4
+        ) + body
+        if ipfix:
+            head = struct.pack(">HHIII", 10, 16 + len(sets), EXPORT_S, i, 1)
+        else:
+            count = len(body) // RECORD.itemsize + (i % TEMPLATE_EVERY == 0)
+            head = struct.pack(">HHIIII", 9, count, UPTIME_MS, EXPORT_S, i, 1)
+        out.append(head + sets)
+    return out
+
+
+def pcap(datagrams: list[bytes]) -> bytes:
+    """A classic pcap of the datagrams, Ethernet / IPv4 / UDP from 192.0.2.1 to port 2055."""
+    parts = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    eth = b"\x00" * 12 + b"\x08\x00"
+    for i, d in enumerate(datagrams):
+        udp = struct.pack(">HHHH", 40000, 2055, 8 + len(d), 0) + d
+        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xFFFF, 0, 64, 17, 0,
+                         bytes([192, 0, 2, 1]), bytes([192, 0, 2, 9])) + udp  # fmt: skip
+        frame = eth + ip
+        parts.append(struct.pack("<IIII", EXPORT_S, i, len(frame), len(frame)) + frame)
+    return b"".join(parts)
+
+
+def _ours(blob: bytes) -> tuple[int, float, float]:
+    started, cpu = time.perf_counter(), time.process_time()
+    n = sum(c.flows.num_rows for c in NetflowSource().read(io.BytesIO(blob), "bench.pcap"))
+    return n, time.perf_counter() - started, time.process_time() - cpu
+
+
+def _baseline(datagrams: list[bytes]) -> tuple[int, float]:
+    import netflow
+
+    templates: dict[str, Any] = {"netflow": {}, "ipfix": {}}
+    started = time.perf_counter()
+    n = 0
+    for d in datagrams:
+        n += len(netflow.parse_packet(d, templates).flows)
+    return n, time.perf_counter() - started
+
+
+def run() -> dict[str, Any]:
+    scale = float(os.environ.get("BENCH_SCALE", "1"))
+    records = int(1_000_000 * scale)
+    out: dict[str, Any] = {"name": "netflow-file-decode", "records": 0}
+    ours_total = base_total = 0.0
+    for kind in ("v9", "ipfix"):
+        datagrams = generate(records, ipfix=kind == "ipfix")
+        blob = pcap(datagrams)
+        _ours(pcap(datagrams[:200]))  # warm up
+        n, secs, cpu = _ours(blob)
+        assert n == records, (n, records)
+        sample = datagrams[: max(TEMPLATE_EVERY, len(datagrams) // 50)]
+        bn, bsecs = _baseline(sample)
+        out[f"{kind}_records_per_s"] = round(n / secs)
+        out[f"{kind}_cpu_us_per_record"] = round(cpu / n * 1e6, 3)
+        out[f"{kind}_netflow_pkg_records_per_s"] = round(bn / bsecs)
+        out["records"] += n
+        ours_total += secs / n
+        base_total += bsecs / bn
+    out["ratio"] = round(base_total / ours_total, 1)
+    return out
+
+
+if __name__ == "__main__":
+    print(run())

@@ -1,0 +1,1 @@
+"""Discovery: orientation, the dependency map, external endpoints, rendering."""

@@ -1,0 +1,78 @@
+"""The map use case: the lake over a window → conversations → edges, grouped and filtered."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cellwall.discover.edges import MapResult, build_map, edges_table, parse_group_by
+from cellwall.discover.external import load_iplists
+from cellwall.discover.orient import DEFAULT_GAP_SECONDS, conversations
+from cellwall.engine import connect
+from cellwall.errors import EmptyWindowError
+from cellwall.inventory import InventoryStore
+from cellwall.lake.layout import LakeLayout
+from cellwall.lake.scan import FlowFilter, flows, newest_start
+from cellwall.model.inventory import Workload
+from cellwall.workspace import Workspace
+
+__all__ = ["MapQuery", "build_dependency_map", "map_from_table"]
+
+
+@dataclass(frozen=True, slots=True)
+class MapQuery:
+    since: datetime | None = None
+    until: datetime | None = None
+    group_by: str = "role"
+    labels: Mapping[str, str] = field(default_factory=dict)  # either end matches all
+    services: Sequence[str] = ()
+    iplist_files: Sequence[Path] = ()
+    gap_seconds: int = DEFAULT_GAP_SECONDS
+
+
+def map_from_table(
+    t: Any,
+    workloads: Sequence[Workload],
+    query: MapQuery,
+    *,
+    dns_names: Mapping[str, str] | None = None,
+) -> MapResult:
+    """The map of an Ibis flow table ``t`` (lake schema) with these workloads."""
+    grouping = parse_group_by(query.group_by)
+    iplists = load_iplists(list(query.iplist_files)) if query.iplist_files else None
+    ends = t.select(ip=t.src_ip).union(t.select(ip=t.dst_ip), distinct=True)
+    addresses = ends.ip.to_pyarrow().to_pylist()
+    only = None
+    if query.labels:
+        only = [
+            w.name for w in workloads if all(w.labels.get(k) == v for k, v in query.labels.items())
+        ]
+    e = edges_table(
+        conversations(t, gap_seconds=query.gap_seconds),
+        addresses,
+        workloads,
+        grouping,
+        iplists=iplists,
+        dns_names=dns_names,
+        services=list(query.services) or None,
+        only_workloads=only,
+    )
+    return build_map(e.to_pyarrow(), workloads, grouping)
+
+
+def build_dependency_map(ws: Workspace, query: MapQuery) -> MapResult:
+    """The map of the workspace's lake over the query's window, with the loaded inventory."""
+    layout = LakeLayout(ws.lake)
+    con = connect()
+    t = flows(con, layout, FlowFilter(since=query.since, until=query.until))
+    if (query.since or query.until) and int(t.count().to_pyarrow().as_py()) == 0:
+        newest = newest_start(con, layout)
+        raise EmptyWindowError(
+            "no flows in that window",
+            hint=f"the newest flow starts at {newest.isoformat() if newest else 'never'}",
+        )
+    workloads = InventoryStore(ws.engine).current()
+    return map_from_table(t, workloads, query)

@@ -1,0 +1,100 @@
+"""Hypothesis against the NetFlow decoders: damaged datagrams are counted, never a crash."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cellwall.ingest.netflow_session import NetflowDecoder
+from tests.ingest.test_netflow_templates import data_set, ipfix, template_set
+
+BIN = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "flows" / "netflow" / "bin"
+GOOD = (BIN / "PACKET_IPFIX_TEMPLATE.bin").read_bytes()  # its templates and its data
+V5 = (BIN / "PACKET_V5.bin").read_bytes()
+V9 = (BIN / "PACKET_V9_TEMPLATE.bin").read_bytes()
+REASONS = {
+    "truncated", "bad-length", "bad-version", "bad-template", "no-template", "bad-time",
+    "missing-field",
+}  # fmt: skip
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def tuples(decoder: NetflowDecoder, datagrams: list[bytes]) -> list[tuple[object, ...]]:
+    pos = 0
+    for d in datagrams:
+        decoder.feed(d, "198.51.100.1", pos)
+        pos += len(d)
+    chunk = decoder.take(final=True)
+    assert set(chunk.rejects.counts()) <= REASONS
+    cols = ["lineage_pos", "src_ip", "dst_ip", "src_port", "dst_port", "proto"]
+    return sorted(tuple(r.values()) for r in chunk.flows.select(cols).to_pylist())
+
+
+def baseline(datagrams: list[bytes], skip: int) -> list[tuple[object, ...]]:
+    """The flows of the good datagrams alone, at their offsets in the fuzzed sequence."""
+    decoder = NetflowDecoder("f")
+    pos, out = 0, []
+    for i, d in enumerate(datagrams):
+        if i != skip:
+            decoder.feed(d, "198.51.100.1", pos)
+        pos += len(d)
+    chunk = decoder.take(final=True)
+    cols = ["lineage_pos", "src_ip", "dst_ip", "src_port", "dst_port", "proto"]
+    out = sorted(tuple(r.values()) for r in chunk.flows.select(cols).to_pylist())
+    return out
+
+
+@st.composite
+def damaged(draw: st.DrawFn) -> bytes:
+    base = bytearray(draw(st.sampled_from([GOOD, V5, V9])))
+    for _ in range(draw(st.integers(0, 6))):
+        i = draw(st.integers(0, len(base) - 1))
+        base[i] = draw(st.integers(0, 255))
+    cut = draw(st.integers(0, len(base)))
+    return bytes(base[:cut]) if draw(st.booleans()) else bytes(base)
+
+
+@FUZZ
+@given(damaged())
+def test_a_damaged_datagram_never_costs_its_neighbours(bad: bytes) -> None:
+    datagrams = [GOOD, bad, GOOD, V5]
+    got = tuples(NetflowDecoder("f"), datagrams)
+    want = baseline(datagrams, skip=1)
+    good_ranges = [(0, len(GOOD)), (len(GOOD) + len(bad), 2 * len(GOOD) + len(bad) + len(V5))]
+    kept = [t for t in got if any(a <= int(t[0]) < b for a, b in good_ranges)]  # type: ignore[call-overload]
+    assert kept == want and len(want) == 19 + 19 + 3
+
+
+fields = st.lists(
+    st.tuples(st.integers(0, 400), st.sampled_from([0, 1, 2, 3, 4, 5, 8, 16, 0xFFFF])),
+    min_size=0,
+    max_size=12,
+)
+
+
+@FUZZ
+@given(fields, st.binary(max_size=300), st.integers(0, 0xFFFF))
+def test_any_template_and_any_data_end_in_flows_or_counted_rejects(
+    spec: list[tuple[int, int]], body: bytes, tid: int
+) -> None:
+    datagram = ipfix(template_set(tid=tid, fields=spec), data_set([body], tid=max(tid, 256)))
+    decoder = NetflowDecoder("f")
+    decoder.feed(datagram, "x", 0)
+    decoder.feed(GOOD, "x", len(datagram))
+    chunk = decoder.take(final=True)
+    assert set(chunk.rejects.counts()) <= REASONS
+    assert chunk.flows.num_rows >= 19
+
+
+@FUZZ
+@given(st.binary(min_size=0, max_size=200), st.sampled_from([5, 9, 10, 1, 7, 0xFFFF]))
+def test_random_bytes_behind_any_version(tail: bytes, version: int) -> None:
+    decoder = NetflowDecoder("f")
+    decoder.feed(struct.pack(">H", version) + tail, "x", 0)
+    decoder.feed(V5, "y", 300)
+    chunk = decoder.take(final=True)
+    assert set(chunk.rejects.counts()) <= REASONS
+    assert chunk.flows.num_rows >= 3
