@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
-from cellwall.discover.edges import Grouping, _segments_table
+from cellwall.discover.edges import _segments_table
 from cellwall.discover.external import classify_external
 from cellwall.discover.orient import DEFAULT_GAP_SECONDS
 from cellwall.engine import connect
@@ -73,7 +73,9 @@ def pandas_conversations(df: pd.DataFrame, gap_s: int = DEFAULT_GAP_SECONDS) -> 
     listen = set(g.index[(g["min"] < g["max"]) & (g["min"] >= 1024)])
     flags = df["tcp_flags"].fillna(0).astype("int64").to_numpy()
     init = df["src_initiated"]
-    syn_only = (proto == 6) & df["tcp_flags"].notna().to_numpy() & (flags & 2 != 0) & (flags & 16 == 0)
+    syn_only = (
+        (proto == 6) & df["tcp_flags"].notna().to_numpy() & (flags & 2 != 0) & (flags & 16 == 0)
+    )
     rejected = (df["action"] == "REJECT").fillna(False).to_numpy()
     ex_rank = np.where(init.notna().to_numpy(), 1, np.where(syn_only | rejected, 2, 0))
     ex_src_client = np.where(init.notna().to_numpy(), init.fillna(True).astype(bool), True)
@@ -167,9 +169,12 @@ def _map_child(home: str) -> None:
     m = map_from_table(t, InventoryStore(ws.engine).current(), MapQuery(group_by="workload"))
     print(
         json.dumps(
-            {"seconds": time.perf_counter() - started, "edges": len(m.edges),
-             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-        )  # fmt: skip
+            {
+                "seconds": time.perf_counter() - started,
+                "edges": len(m.edges),
+                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import struct
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -294,3 +295,43 @@ def test_the_start_time_comes_from_sysuptime_and_the_export_time() -> None:
     first = int.from_bytes(raw[24 + 24 : 24 + 28], "big")  # First
     want_ms = secs * 1000 + nsecs // 1_000_000 - (uptime - first)
     assert row["start"] == datetime.fromtimestamp(want_ms / 1000, UTC)
+
+
+def _udp4(payload: bytes, frag: int = 0, proto: int = 17) -> bytes:
+    udp = struct.pack(">HHHH", 4000, 2055, 8 + len(payload), 0) + payload
+    return (
+        struct.pack(">BBHHHBBH", 0x45, 0, 20 + len(udp), 1, frag, 64, proto, 0)
+        + bytes([192, 0, 2, 7, 192, 0, 2, 9])
+        + udp
+    )
+
+
+def _udp6(payload: bytes) -> bytes:
+    udp = struct.pack(">HHHH", 4000, 2055, 8 + len(payload), 0) + payload
+    src = bytes.fromhex("20010db8000000000000000000000007")
+    return struct.pack(">IHBB", 0x60000000, len(udp), 17, 64) + src + bytes(16) + udp
+
+
+def test_link_types_ipv6_transport_and_frames_that_are_not_exports(tmp_path: Path) -> None:
+    from cellwall.ingest.netflow_pcap import iter_frames
+
+    eth, vlan = b"\x00" * 12 + b"\x08\x00", b"\x00" * 12 + b"\x81\x00\x00\x05\x08\x00"
+    cases = [
+        (1, vlan + _udp4(b"A"), ("192.0.2.7", b"A", None)),
+        (1, b"\x00" * 12 + b"\x86\xdd" + _udp6(b"B"), ("2001:db8::7", b"B", None)),
+        (0, b"\x02\x00\x00\x00" + _udp4(b"C"), ("192.0.2.7", b"C", None)),
+        (113, b"\x00" * 14 + b"\x08\x00" + _udp4(b"D"), ("192.0.2.7", b"D", None)),
+        (101, _udp4(b"E"), ("192.0.2.7", b"E", None)),
+        (1, eth + _udp4(b"F", frag=0x2000), ("", b"", "ip-fragment")),
+        (1, eth + _udp4(b"G", proto=6), ("", b"", "not-udp")),
+        (1, b"\x00" * 12 + b"\x08\x06" + b"\x00" * 28, ("", b"", "not-udp")),
+    ]
+    for linktype, frame, want in cases:
+        path = tmp_path / f"{linktype}.pcap"
+        with open(path, "wb") as f:
+            dpkt.pcap.Writer(f, linktype=linktype).writepkt(frame, 0)
+        with open(path, "rb") as f:
+            [got] = list(iter_frames(f))
+        assert (got.source, got.data, got.skip) == want, (linktype, frame)
+        if got.skip is None:
+            assert path.read_bytes()[got.pos : got.pos + 1] == want[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -19,7 +20,11 @@ REASONS = {
     "truncated", "bad-length", "bad-version", "bad-template", "no-template", "bad-time",
     "missing-field",
 }  # fmt: skip
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(os.environ.get("NETFLOW_FUZZ", "150")),  # more: NETFLOW_FUZZ=3000
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def tuples(decoder: NetflowDecoder, datagrams: list[bytes]) -> list[tuple[object, ...]]:

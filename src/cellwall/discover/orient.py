@@ -131,13 +131,7 @@ def _verdicts(t: Any, listen: Any) -> Any:
     j = j.drop("l_ip", "l_proto", "l_port", "d_ip", "d_proto", "d_port")
     src_l, dst_l = j.l_src.notnull(), j.l_dst.notnull()
     ex_rank, ex_src_client = _exporter_verdict(j)
-    sc, dc = _port_class(j.sp), _port_class(j.dp)
-    icmp = j.proto.isin(_ICMP)
-    port_src_client = ibis.cases(
-        (icmp, ~j.sp.isin((0, 129))),
-        (sc != dc, sc > dc),
-        else_=j.sp >= j.dp,  # equal ports: the source sent first
-    )
+    port_src_client = _port_src_client(j)
     rank = ibis.cases((ex_rank.notnull(), ex_rank), (src_l != dst_l, 3), else_=4)
     src_client = ibis.cases(
         (ex_rank.notnull(), ex_src_client), (src_l != dst_l, dst_l), else_=port_src_client
@@ -217,44 +211,95 @@ def orient(t: Any, *, gap_seconds: int = DEFAULT_GAP_SECONDS) -> Any:
     return s.drop(*helpers, "seq", "best_", "first_")
 
 
+def _port_src_client(t: Any) -> Any:
+    """The last resort: is the source the client, judged by port numbers?"""
+    sc, dc = _port_class(t.sp), _port_class(t.dp)
+    return ibis.cases(
+        (t.proto.isin(_ICMP), ~t.sp.isin((0, 129))),
+        (sc != dc, sc > dc),
+        else_=t.sp >= t.dp,  # equal ports: the source sent first
+    )
+
+
+def _merged_records(e: Any) -> Any:
+    """Records with one key, exporter, start and end (a VPC request and its reply) merged,
+    with bytes and packets per direction (a → b, b → a) and the best exporter and port
+    codes (rank * 2 + 0 when ``a`` is the client, else 1)."""
+    zero = ibis.literal(0, "int64")
+    rb = e.rev_bytes.cast("int64").fill_null(zero)
+    rp = e.rev_packets.cast("int64").fill_null(zero)
+    by, pk = e.bytes.cast("int64").fill_null(zero), e.packets.cast("int64").fill_null(zero)
+    ex_rank, ex_src_client = _exporter_verdict(e)
+    a_side = ibis.ifelse(ex_src_client == e.a_is_src, 0, 1)
+    port_side = ibis.ifelse(_port_src_client(e) == e.a_is_src, 0, 1)
+    e = e.mutate(
+        ab_b=ibis.ifelse(e.a_is_src, by, rb),
+        ba_b=ibis.ifelse(e.a_is_src, rb, by),
+        ab_p=ibis.ifelse(e.a_is_src, pk, rp),
+        ba_p=ibis.ifelse(e.a_is_src, rp, pk),
+        exporter_=e.exporter.fill_null(""),
+        code_ex=ex_rank.cast("int32") * 2 + a_side,
+        code_port=8 + port_side,
+    )
+    return e.group_by([*_KEY, "exporter_", "start", "end_"]).aggregate(
+        ab_b=e.ab_b.sum(),
+        ba_b=e.ba_b.sum(),
+        ab_p=e.ab_p.sum(),
+        ba_p=e.ba_p.sum(),
+        code_ex=e.code_ex.min(),
+        code_port=e.code_port.min(),
+        records=e.count(),
+    )
+
+
+def _listening_from_keys(span: Any, r: Any) -> Any:
+    """:func:`listening_endpoints` from the distinct keys (each key holds both ends and
+    their ports) and the merged records with exporter evidence."""
+    a = span.select(ip=span.a_ip, proto=span.proto, port=span.a_port, peer=span.b_port)
+    b = span.select(ip=span.b_ip, proto=span.proto, port=span.b_port, peer=span.a_port)
+    both = a.union(b, distinct=False).filter(lambda x: x.port >= 0)
+    by_peers = (
+        both.group_by(["ip", "proto", "port"])
+        .aggregate(lo=both.peer.min(), hi=both.peer.max())
+        .filter(lambda x: (x.lo < x.hi) & (x.lo >= 1024))
+        .select("ip", "proto", "port")
+    )
+    ev = r.filter(r.code_ex.notnull())
+    a_client = (ev.code_ex % 2) == 0
+    answered = ev.select(
+        ip=ibis.ifelse(a_client, ev.b_ip, ev.a_ip),
+        proto=ev.proto,
+        port=ibis.ifelse(a_client, ev.b_port, ev.a_port),
+    ).filter(lambda x: x.port >= 0)
+    return by_peers.union(answered, distinct=True)
+
+
 def conversations(t: Any, *, gap_seconds: int = DEFAULT_GAP_SECONDS) -> Any:
     """One row per conversation: ``client_ip``, ``server_ip``, ``server_port``, ``proto``,
     ``service``, ``start``, ``end``, ``bytes``, ``packets`` (both directions), ``records``,
     ``exporters`` and ``orientation_evidence``.
 
+    The same rules as :func:`orient`, arranged for speed: records are merged first, the
+    listening endpoints come from the distinct keys, and only keys whose records span more
+    than ``gap`` (a key whose records all start within ``gap`` of its first start is one
+    conversation) go through the window functions. A test keeps the two equal.
+
     Bytes and packets of a conversation that several exporters saw are those of the exporter
     that saw the most in each direction, never the sum.
     """
-    e = _ends(t)
-    s = _verdicts(e, listening_endpoints(e))
-    zero = ibis.literal(0, "int64")
-    rb = s.rev_bytes.cast("int64").fill_null(zero)
-    rp = s.rev_packets.cast("int64").fill_null(zero)
-    by, pk = s.bytes.cast("int64").fill_null(zero), s.packets.cast("int64").fill_null(zero)
-    s = s.mutate(
-        ab_b=ibis.ifelse(s.a_is_src, by, rb),
-        ba_b=ibis.ifelse(s.a_is_src, rb, by),
-        ab_p=ibis.ifelse(s.a_is_src, pk, rp),
-        ba_p=ibis.ifelse(s.a_is_src, rp, pk),
-        exporter_=s.exporter.fill_null(""),
-    )
-    # records with one key, exporter, start and end (a VPC request and its reply) are
-    # merged before the window functions, which then see half the rows
-    s = s.group_by([*_KEY, "exporter_", "start", "end_"]).aggregate(
-        ab_b=s.ab_b.sum(),
-        ba_b=s.ba_b.sum(),
-        ab_p=s.ab_p.sum(),
-        ba_p=s.ba_p.sum(),
-        code=s.code.min(),
-        records=s.count(),
-    )
-    s = _sessions(s, gap_seconds)
+    r = _merged_records(_ends(t))
+    gap = ibis.interval(seconds=gap_seconds)
+    span = r.group_by(list(_KEY)).aggregate(lo_=r.start.min(), hi_=r.start.max())
+    multi = span.filter(span.hi_ > span.lo_ + gap).select(*_KEY)
+    single = r.anti_join(multi, list(_KEY)).mutate(seq=ibis.literal(0, "int64"))
+    s = single.union(_sessions(r.semi_join(multi, list(_KEY)), gap_seconds), distinct=False)
     per_exp = s.group_by([*_KEY, "seq", "exporter_"]).aggregate(
         ab_b=s.ab_b.sum(),
         ba_b=s.ba_b.sum(),
         ab_p=s.ab_p.sum(),
         ba_p=s.ba_p.sum(),
-        code=s.code.min(),
+        code_ex=s.code_ex.min(),
+        code_port=s.code_port.min(),
         start=s.start.min(),
         end=s.end_.max(),
         records=s.records.sum(),
@@ -262,12 +307,25 @@ def conversations(t: Any, *, gap_seconds: int = DEFAULT_GAP_SECONDS) -> Any:
     c = per_exp.group_by([*_KEY, "seq"]).aggregate(
         bytes=per_exp.ab_b.max() + per_exp.ba_b.max(),
         packets=per_exp.ab_p.max() + per_exp.ba_p.max(),
-        best_=per_exp.code.min(),
+        code_ex=per_exp.code_ex.min(),
+        code_port=per_exp.code_port.min(),
         start=per_exp.start.min(),
         end=per_exp.end.max(),
         records=per_exp.records.sum(),
         exporters=per_exp.count(),
     )
+    listen = _listening_from_keys(span, r)
+    la = listen.select(la_ip=listen.ip, la_proto=listen.proto, la_port=listen.port, a_l=True)
+    lb = listen.select(lb_ip=listen.ip, lb_proto=listen.proto, lb_port=listen.port, b_l=True)
+    c = c.left_join(la, [c.a_ip == la.la_ip, c.proto == la.la_proto, c.a_port == la.la_port])
+    c = c.left_join(lb, [c.b_ip == lb.lb_ip, c.proto == lb.lb_proto, c.b_port == lb.lb_port])
+    a_l, b_l = c.a_l.notnull(), c.b_l.notnull()
+    best = ibis.cases(
+        (c.code_ex.notnull(), c.code_ex),
+        (a_l != b_l, ibis.ifelse(b_l, 6, 7)),
+        else_=c.code_port,
+    )
+    c = c.mutate(best_=best)
     names = _oriented_names(c, (c.best_ % 2) == 0)
     return c.select(
         client_ip=names["client_ip"],

@@ -36,7 +36,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cellwall.ingest.netflow_templates import VARIABLE, Field, Segment, Template
+from cellwall.ingest.netflow_templates import VARIABLE, Segment, Template
 
 __all__ = [
     "MAX_MS",
@@ -356,7 +356,3 @@ def _narrow(values: U64 | None, dtype: type[np.unsignedinteger[Any]]) -> Any:
     limit = np.iinfo(dtype).max
     over = values > limit
     return pa.array(np.minimum(values, limit).astype(dtype), mask=over if over.any() else None)
-
-
-def field_summary(fields: Sequence[Field]) -> str:
-    return ", ".join(f"{f.ie}/{f.length}" for f in fields)

@@ -17,6 +17,7 @@ import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import BinaryIO
 
 __all__ = ["PCAPNG_MAGIC", "PCAP_MAGICS", "Frame", "is_capture", "iter_frames"]
@@ -152,10 +153,34 @@ def _link(linktypes: list[int], iface: int) -> int:
     return linktypes[iface] if iface < len(linktypes) else 1
 
 
+_FAST = struct.Struct(">12x2sB5xHxB2x4s4x4xH")  # Ethernet, IPv4 without options, UDP
+
+
+@lru_cache(maxsize=1 << 16)
+def _v4_name(address: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET, address)
+
+
+def _fast(data: bytes, pos: int) -> Frame | None:
+    """The common case, Ethernet / IPv4 without options / UDP, in one unpack."""
+    if len(data) < 42:
+        return None
+    ethertype, vihl, frag, proto, src, udp_len = _FAST.unpack_from(data)
+    if ethertype != b"\x08\x00" or vihl != 0x45 or proto != 17 or frag & 0x3FFF:
+        return None
+    total = int.from_bytes(data[16:18], "big")
+    if udp_len < 8 or 34 + udp_len > min(len(data), 14 + total):
+        return None
+    return Frame(pos + 42, data[42 : 34 + udp_len], _v4_name(src))
+
+
 def _frame(data: bytes, linktype: int, pos: int) -> Frame:
     """Find the IP packet in a frame of this link type, then the UDP payload."""
     off: int | None
     if linktype == 1:  # Ethernet
+        fast = _fast(data, pos)
+        if fast is not None:
+            return fast
         off, ethertype = 14, data[12:14]
         while ethertype in (b"\x81\x00", b"\x88\xa8") and len(data) >= off + 4:
             ethertype = data[off + 2 : off + 4]

@@ -252,8 +252,8 @@ class NetflowDecoder:
         memo_key = (body, ctx.ipfix, options)
         known = self._memo.get(memo_key)
         if known is not None:  # a template set seen before (exporters resend them often)
-            for template in known:
-                self._learn(template, ctx)
+            for seen in known:
+                self._learn(seen, ctx)
             return
         off, clean, learned = 0, True, []
         while len(body) - off >= 4 and any(body[off:]):  # what is left may be padding

@@ -40,11 +40,20 @@ def map_from_table(
     *,
     dns_names: Mapping[str, str] | None = None,
 ) -> MapResult:
-    """The map of an Ibis flow table ``t`` (lake schema) with these workloads."""
+    """The map of an Ibis flow table ``t`` (lake schema) with these workloads.
+
+    External addresses without an IP list are named by ``dns_names``, else by the flows'
+    own ``dns_name`` column (the name a destination had in the window; the greatest when it
+    had several).
+    """
     grouping = parse_group_by(query.group_by)
     iplists = load_iplists(list(query.iplist_files)) if query.iplist_files else None
     ends = t.select(ip=t.src_ip).union(t.select(ip=t.dst_ip), distinct=True)
     addresses = ends.ip.to_pyarrow().to_pylist()
+    if dns_names is None and "dns_name" in t.columns:
+        named = t.filter(t.dns_name.notnull())
+        pairs = named.group_by("dst_ip").aggregate(name=named.dns_name.max()).to_pyarrow()
+        dns_names = dict(zip(pairs["dst_ip"].to_pylist(), pairs["name"].to_pylist(), strict=True))
     only = None
     if query.labels:
         only = [
