@@ -1,0 +1,50 @@
+"""The ``cellwall`` command (Typer + Rich). Thin: every command calls a service.
+
+One module per command group registers its commands on :data:`app`; ``main`` runs it.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from cellwall.cli.app import app
+from cellwall.cli.common import (
+    AsOpt,
+    HomeOpt,
+    JsonOpt,
+    LakeOpt,
+    NowOpt,
+    emit_json,
+    err,
+    handled,
+    out,
+    parse_time,
+    workspace,
+)
+
+__all__ = [
+    "AsOpt",
+    "HomeOpt",
+    "JsonOpt",
+    "LakeOpt",
+    "NowOpt",
+    "app",
+    "emit_json",
+    "err",
+    "handled",
+    "main",
+    "out",
+    "parse_time",
+    "workspace",
+]
+
+# Importing a command module registers its commands, in this order in --help.
+for _module in ("ingest", "inventory", "map", "demo", "collect", "audit"):
+    if _module == "map":
+        app.command("map")(import_module("cellwall.cli_map").map_command)
+    else:
+        import_module(f"cellwall.cli.{_module}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,5 @@
+"""``python -m cellwall.cli``."""
+
+from cellwall.cli import main
+
+main()
