@@ -79,3 +79,20 @@ def test_no_pods_no_documents(tmp_path: Path) -> None:
     path = write(tmp_path / "h.json", ["junk"])
     assert hints_yaml([path]) == ""
     assert pod_sightings([path]).num_rows == 0
+
+
+def test_hints_command_output_loads_into_the_inventory(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cellwall.cli import app
+
+    runner = CliRunner()
+    src = write(tmp_path / "h.json", [jsonpb(flow(time="2024-05-01T10:00:00Z"))])
+    hints = tmp_path / "hints.yaml"
+    res = runner.invoke(app, ["inventory", "hints", str(src), "--out", str(hints)])
+    assert res.exit_code == 0, res.output
+    home = ["--home", str(tmp_path / "home")]
+    res = runner.invoke(app, ["inventory", "load", str(hints), *home, "--json"])
+    assert res.exit_code == 0, res.output
+    names = {w.name for w in load_inventory_text(hints.read_text(), "h").workloads}
+    assert names and res.stdout and json.loads(res.stdout)["workloads_total"] == len(names)

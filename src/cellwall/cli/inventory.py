@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from cellwall.cli.common import (
     JsonOpt,
     NowOpt,
     emit_json,
+    err,
     handled,
     out,
     parse_time,
@@ -175,3 +177,22 @@ def inventory_who(
                 )
             else:
                 out.print(f"{r['ip']} at {r['at']}: {r['class']}")
+
+
+@inventory_app.command("hints")
+def inventory_hints(
+    files: Annotated[list[Path], typer.Argument(help="Hubble flow files (JSON lines).")],
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the Workload YAML here (else stdout).")
+    ] = None,
+) -> None:
+    """Turn the pods that Hubble saw into Workload YAML that `inventory load` takes."""
+    from cellwall.ingest.hubble_hints import hints_yaml
+
+    with handled():
+        text = hints_yaml(files)
+        if out_file is None:
+            sys.stdout.write(text)
+        else:
+            out_file.write_text(text)
+            err.print(f"wrote {text.count('kind: Workload')} workloads to {out_file}")
