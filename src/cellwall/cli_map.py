@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cellwall.cli import HomeOpt, LakeOpt, NowOpt, err, handled, parse_time, workspace
+from cellwall.cli.common import HomeOpt, LakeOpt, NowOpt, err, handled, parse_time, workspace
 from cellwall.errors import UsageError
 
 __all__ = ["map_command"]
@@ -42,13 +43,17 @@ def map_command(
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Write here instead of stdout.")
     ] = None,
+    hygiene: Annotated[
+        bool,
+        typer.Option("--hygiene", help="Print label-hygiene findings (JSON) instead of the map."),
+    ] = False,
     home: HomeOpt = None,
     lake: LakeOpt = None,
     now: NowOpt = None,
 ) -> None:
     """Draw the dependency map: who talks to whom, counted in conversations."""
     from cellwall.discover.render import FORMATS, render
-    from cellwall.services.map import MapQuery, build_dependency_map
+    from cellwall.services.map import MapQuery, build_dependency_map, label_findings
 
     with handled():
         if fmt not in FORMATS:
@@ -69,6 +74,10 @@ def map_command(
             services=tuple(service or ()),
             iplist_files=tuple(iplists or ()),
         )
+        if hygiene:
+            findings = label_findings(workspace(home, lake), query)
+            sys.stdout.write(json.dumps({"findings": findings}, indent=2) + "\n")
+            return
         result = build_dependency_map(workspace(home, lake), query)
         data = render(result, fmt)
         if out_file is not None:

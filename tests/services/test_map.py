@@ -46,7 +46,20 @@ def test_cli_png_and_bad_options(demo_vpc: Path, tmp_path: Path) -> None:  # noq
     home = str(demo_vpc / "home")
     png = tmp_path / "map.png"
     done = runner.invoke(
-        app, ["map", "--home", home, "--group-by", "app", "--format", "png", "--out", str(png)]
+        app,
+        [
+            "map",
+            "--home",
+            home,
+            "--group-by",
+            "app",
+            "--label",
+            "env=dev",
+            "--format",
+            "png",
+            "--out",
+            str(png),
+        ],
     )
     assert done.exit_code == 0, done.output
     assert png.read_bytes().startswith(b"\x89PNG")
@@ -54,3 +67,13 @@ def test_cli_png_and_bad_options(demo_vpc: Path, tmp_path: Path) -> None:  # noq
     assert bad.exit_code != 0 and "pdf" in bad.output
     bad = runner.invoke(app, ["map", "--home", home, "--label", "app"])
     assert bad.exit_code != 0 and "KEY=VALUE" in bad.output
+
+
+def test_cli_hygiene(demo_vpc: Path) -> None:  # noqa: F811
+    lists = str(demo_vpc / "estate/truth/policy-app.yaml")
+    done = runner.invoke(
+        app, ["map", "--home", str(demo_vpc / "home"), "--iplists", lists, "--hygiene"]
+    )
+    assert done.exit_code == 0, done.output
+    findings = json.loads(done.stdout)["findings"]
+    assert findings and all(f["evidence"] for f in findings)

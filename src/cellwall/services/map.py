@@ -19,7 +19,7 @@ from cellwall.lake.scan import FlowFilter, flows, newest_start
 from cellwall.model.inventory import Workload
 from cellwall.workspace import Workspace
 
-__all__ = ["MapQuery", "build_dependency_map", "map_from_table"]
+__all__ = ["MapQuery", "build_dependency_map", "label_findings", "map_from_table"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +85,14 @@ def build_dependency_map(ws: Workspace, query: MapQuery) -> MapResult:
         )
     workloads = InventoryStore(ws.engine).current()
     return map_from_table(t, workloads, query)
+
+
+def label_findings(ws: Workspace, query: MapQuery) -> list[dict[str, Any]]:
+    """Label hygiene over the query's window (:mod:`cellwall.discover.hygiene`)."""
+    from dataclasses import replace
+
+    from cellwall.discover.hygiene import label_hygiene
+
+    result = build_dependency_map(ws, replace(query, group_by="workload"))
+    workloads = InventoryStore(ws.engine).current()
+    return [f.to_dict() for f in label_hygiene(result.edges, workloads)]
