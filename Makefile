@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages that the tests and the demo use.
-APT_PACKAGES := nftables softflowd nfdump postgresql graphviz iproute2
+APT_PACKAGES := nftables softflowd nfdump postgresql graphviz iproute2 default-jre-headless
 DEMO_OUT ?= demo-output
 PYTEST_ARGS ?=
 
@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 $(VENV)/.stamp: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,spark]'
 	@touch $@
 
 venv: $(VENV)/.stamp

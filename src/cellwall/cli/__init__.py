@@ -40,10 +40,7 @@ __all__ = [
 
 # Importing a command module registers its commands, in this order in --help.
 for _module in ("ingest", "inventory", "map", "demo", "collect", "audit"):
-    if _module == "map":
-        app.command("map")(import_module("cellwall.cli_map").map_command)
-    else:
-        import_module(f"cellwall.cli.{_module}")
+    import_module(f"cellwall.cli.{_module}")
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""`cellwall map`: the dependency map over a time window (registered from cli.py)."""
+"""`cellwall map`: the dependency map over a time window."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cellwall.cli.app import app
 from cellwall.cli.common import HomeOpt, LakeOpt, NowOpt, err, handled, parse_time, workspace
 from cellwall.errors import UsageError
 
@@ -90,3 +91,6 @@ def map_command(
         else:
             sys.stdout.buffer.write(data)
             sys.stdout.flush()
+
+
+app.command("map")(map_command)
