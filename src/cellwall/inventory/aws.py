@@ -21,7 +21,7 @@ from datetime import datetime
 
 from cellwall.errors import Diagnostic
 from cellwall.inventory.nodes import N, ShapeError, diag
-from cellwall.inventory.yaml_csv import parse_time
+from cellwall.inventory.yaml_csv import node_time
 from cellwall.model.inventory import AddressLease, Origin, Workload, check_workload_name
 from cellwall.model.labels import Labels, check_label_key, check_label_value
 
@@ -60,14 +60,6 @@ def load_aws_doc(doc: N, file: str) -> tuple[list[Workload], list[Diagnostic]]:
     counts = Counter(w.name for w, _ in named)
     out = [replace(w, name=f"{w.name}/{iid}") if counts[w.name] > 1 else w for w, iid in named]
     return out, diags
-
-
-def _time(node: N | None) -> datetime | None:
-    text = node.opt_text("a time") if node is not None else None
-    try:
-        return parse_time(text) if text else None
-    except ValueError as exc:
-        raise ShapeError(node, "bad-time", str(exc)) from None
 
 
 def _tags(inst: N) -> dict[str, tuple[str, N]]:
@@ -116,7 +108,7 @@ def _instance(inst: N, file: str, diags: list[Diagnostic]) -> tuple[Workload, st
 
 
 def _leases(inst: N) -> list[AddressLease]:
-    launch = _time(inst.get("LaunchTime"))
+    launch = node_time(inst.get("LaunchTime"))
     starts: dict[str, datetime | None] = {}
 
     def add(node: N | None, start: datetime | None) -> None:
@@ -130,7 +122,7 @@ def _leases(inst: N) -> list[AddressLease]:
 
     enis = inst.get("NetworkInterfaces")
     for eni in enis.seq("NetworkInterfaces") if enis is not None and enis.value is not None else []:
-        attached = _time(eni.at("Attachment", "AttachTime"))
+        attached = node_time(eni.at("Attachment", "AttachTime"))
         private = eni.get("PrivateIpAddresses")
         for p in private.seq("PrivateIpAddresses") if private is not None else []:
             add(p.get("PrivateIpAddress"), attached)

@@ -29,7 +29,7 @@ from datetime import datetime
 
 from cellwall.errors import Diagnostic
 from cellwall.inventory.nodes import N, ShapeError, diag
-from cellwall.inventory.yaml_csv import parse_time
+from cellwall.inventory.yaml_csv import node_time
 from cellwall.model.inventory import AddressLease, Origin, Workload
 from cellwall.model.labels import Labels, check_label_key, check_label_value
 
@@ -106,14 +106,6 @@ def _labels(node: N | None, where: str) -> dict[str, str]:
     return out
 
 
-def _time(node: N | None) -> datetime | None:
-    text = node.opt_text("a time") if node is not None else None
-    try:
-        return parse_time(text) if text else None
-    except ValueError as exc:
-        raise ShapeError(node, "bad-time", str(exc)) from None
-
-
 def _object(obj: N, file: str, result: K8sResult, default_kind: str = "") -> None:
     kind = obj.get("kind")
     kind_name = kind.text("kind") if kind is not None else default_kind
@@ -176,7 +168,7 @@ def _pod_leases(obj: N, file: str, name: str, result: K8sResult) -> list[Address
         hint = "load the node (a YAML/CSV workload) to own that address"
         result.diagnostics.append(diag(file, obj, "k8s-host-network", msg, hint, "info"))
         return []
-    start = _time(status.get("startTime"))
+    start = node_time(status.get("startTime"))
     until = None
     phase = status.get("phase")
     if phase is not None and phase.value in ("Succeeded", "Failed"):
@@ -193,7 +185,7 @@ def _finished(status: N) -> datetime | None:
     ends: list[datetime] = []
     statuses = status.get("containerStatuses")
     for cs in statuses.seq("status.containerStatuses") if statuses else []:
-        end = _time(cs.at("state", "terminated", "finishedAt"))
+        end = node_time(cs.at("state", "terminated", "finishedAt"))
         if end is None:
             return None
         ends.append(end)
@@ -206,7 +198,7 @@ def _service_leases(obj: N, meta: N) -> list[AddressLease]:
         return []
     listed = spec.get("clusterIPs")
     ips = _ips(listed.seq("spec.clusterIPs") if listed else [spec.get("clusterIP")])
-    start = _time(meta.get("creationTimestamp"))
+    start = node_time(meta.get("creationTimestamp"))
     return [AddressLease(ip, start, None) for ip in ips]
 
 

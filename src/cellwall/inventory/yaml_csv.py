@@ -54,6 +54,15 @@ def parse_time(text: str) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
+def node_time(node: N | None) -> datetime | None:
+    """The time a document node holds, None when absent; a ShapeError when it is not a time."""
+    text = node.opt_text("a time") if node is not None else None
+    try:
+        return parse_time(text) if text else None
+    except ValueError as exc:
+        raise ShapeError(node, "bad-time", str(exc)) from None
+
+
 def make_lease(ip: str, start: str | None, until: str | None) -> AddressLease:
     """A lease from text; an empty or missing time is unbounded on that side."""
     if "/" in ip:
