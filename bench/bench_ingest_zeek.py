@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cellwall.ingest.parallel import worker_count
 from cellwall.ingest.zeek import ZeekTsvSource
-from cellwall.ingest.zeek_blocks import worker_count
 from cellwall.model.net import canonical_ip
 
 _LAYOUT = """
@@ -246,7 +246,7 @@ def run(lines: int = 2_000_000) -> dict[str, object]:
         "ratio": round(rate / base_rate, 1),
         "mb_per_s": round(len(data) / adapter_s / 1e6, 1),
         "cpu_us_per_line": round(cpu / rows * 1e6, 3),
-        "threads": worker_count({}),
+        "threads": worker_count({}, "zeek"),
     }
 
 
