@@ -20,15 +20,21 @@ HERE = Path(__file__).resolve().parent
 def main(argv: list[str]) -> int:
     only = set(argv[1:])
     results = []
+    failed = []
     for path in sorted(HERE.glob("bench_*.py")):
         if only and path.stem not in only and path.stem.removeprefix("bench_") not in only:
             continue
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
         started = time.perf_counter()
-        result = module.run()
+        try:
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            assert spec and spec.loader
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            result = module.run()
+        except Exception as exc:  # one broken benchmark must not hide the others
+            failed.append(path.stem)
+            print(f"{path.stem}: FAILED: {type(exc).__name__}: {exc}", flush=True)
+            continue
         result["wall_s"] = round(time.perf_counter() - started, 1)
         results.append(result)
         figures = ", ".join(f"{k}={v}" for k, v in result.items() if k not in ("name",))
@@ -37,6 +43,9 @@ def main(argv: list[str]) -> int:
     out.mkdir(exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(f"results: {out / 'results.json'} (BENCH_SCALE={os.environ.get('BENCH_SCALE', '1')})")
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+        return 1
     return 0
 
 
