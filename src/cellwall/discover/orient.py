@@ -96,18 +96,24 @@ def _exporter_verdict(t: Any) -> tuple[Any, Any]:
     return rank, src_client
 
 
-def listening_endpoints(t: Any) -> Any:
-    """``(ip, proto, port)`` that listen: seen with two or more peer ports, or seen answering
-    in a record with exporter evidence. ``t`` is a table after :func:`_ends`."""
-    src = t.select(ip=t.src_ip, proto=t.proto, port=t.sp, peer=t.dp)
-    dst = t.select(ip=t.dst_ip, proto=t.proto, port=t.dp, peer=t.sp)
-    both = src.union(dst, distinct=False).filter(lambda x: x.port >= 0)
-    by_peers = (
+def _listening_by_peers(one_end: Any, other_end: Any) -> Any:
+    """``(ip, proto, port)`` seen with two or more peer ports, all of them 1024 or higher
+    (a scanner that reuses its source port must not look like a server)."""
+    both = one_end.union(other_end, distinct=False).filter(lambda x: x.port >= 0)
+    return (
         both.group_by(["ip", "proto", "port"])
         .aggregate(lo=both.peer.min(), hi=both.peer.max())
         .filter(lambda x: (x.lo < x.hi) & (x.lo >= 1024))
         .select("ip", "proto", "port")
     )
+
+
+def listening_endpoints(t: Any) -> Any:
+    """``(ip, proto, port)`` that listen: seen with two or more peer ports, or seen answering
+    in a record with exporter evidence. ``t`` is a table after :func:`_ends`."""
+    src = t.select(ip=t.src_ip, proto=t.proto, port=t.sp, peer=t.dp)
+    dst = t.select(ip=t.dst_ip, proto=t.proto, port=t.dp, peer=t.sp)
+    by_peers = _listening_by_peers(src, dst)
     rank, src_client = _exporter_verdict(t)
     ev = t.mutate(rank_=rank, src_client_=src_client).filter(lambda x: x.rank_.notnull())
     answered = ev.select(
@@ -257,13 +263,7 @@ def _listening_from_keys(span: Any, r: Any) -> Any:
     their ports) and the merged records with exporter evidence."""
     a = span.select(ip=span.a_ip, proto=span.proto, port=span.a_port, peer=span.b_port)
     b = span.select(ip=span.b_ip, proto=span.proto, port=span.b_port, peer=span.a_port)
-    both = a.union(b, distinct=False).filter(lambda x: x.port >= 0)
-    by_peers = (
-        both.group_by(["ip", "proto", "port"])
-        .aggregate(lo=both.peer.min(), hi=both.peer.max())
-        .filter(lambda x: (x.lo < x.hi) & (x.lo >= 1024))
-        .select("ip", "proto", "port")
-    )
+    by_peers = _listening_by_peers(a, b)
     ev = r.filter(r.code_ex.notnull())
     a_client = (ev.code_ex % 2) == 0
     answered = ev.select(
