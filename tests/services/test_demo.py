@@ -31,6 +31,12 @@ def test_demo_run_end_to_end(tmp_path: Path, fmt: str) -> None:
     assert ident["endpoints"] == 2 * estate["records"]
     assert ident["resolved_share"] > 0.85
     assert ident["by_class"]["internet"] > 0
+    maps = doc["map"]
+    assert Path(maps["app_png"]).read_bytes().startswith(b"\x89PNG")
+    app_map = json.loads(Path(maps["app_json"]).read_text())
+    internet = [n for n in app_map["nodes"] if "internet" in json.dumps(n)]
+    assert internet, "the internet is one named node, not thousands of networks"
+    assert 0 < maps["app_edges"] <= maps["role_edges"]
     saved = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert saved["ingest"]["stored"] == ingest["stored"]
     ws = Workspace.resolve(doc["workspace"])

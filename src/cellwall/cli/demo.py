@@ -158,9 +158,15 @@ def _print_demo(doc: dict[str, Any]) -> None:
         f"workload at the flow's time ({by}); {ident['workloads_seen']} of "
         f"{ident['workloads_total']} workloads seen in traffic"
     )
+    m = doc["map"]
+    out.print(
+        f"  map        {m['app_edges']} app-level and {m['role_edges']} role-level edges "
+        "(conversations, bytes, first and last seen)"
+    )
     out.print("[bold]results[/]")
     out.print(f"  summary    {doc['out']}/summary.json")
     out.print(f"  estate     {doc['out']}/estate (flows, inventory.yaml, truth.json)")
     out.print(f"  workspace  {doc['workspace']}  (cellwall ... --home {doc['workspace']})")
+    out.print(f"  map        {m['app_png']} (and .svg, .json; map-role.json, map-role.csv)")
     out.print(f"  lake       {doc['lake']}")
     out.print(f"  try        cellwall flows query --home {doc['workspace']} --port 5432 --limit 10")

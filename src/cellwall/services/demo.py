@@ -67,6 +67,39 @@ def identity_coverage(ws: Workspace) -> dict[str, Any]:
     }
 
 
+INTERNET_IPLIST = """\
+apiVersion: cellwall/v1
+kind: IPList
+metadata: {name: internet}
+spec:
+  cidrs: [0.0.0.0/0, "::/0"]
+  except: [10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, "fc00::/7"]
+"""
+
+
+def draw_maps(ws: Workspace, folder: Path) -> dict[str, Any]:
+    """The dependency map of the whole lake: by app (PNG, SVG, JSON) and by role (JSON, CSV).
+
+    The internet is one named IP list, so that thousands of client networks are one node.
+    """
+    from cellwall.discover.render import render
+    from cellwall.services.map import MapQuery, build_dependency_map
+
+    folder.mkdir(parents=True, exist_ok=True)
+    iplists = folder / "iplists.yaml"
+    iplists.write_text(INTERNET_IPLIST)
+    written: dict[str, Any] = {"iplists": str(iplists)}
+    for group_by, formats in (("app", ("png", "svg", "json")), ("role", ("json", "csv"))):
+        query = MapQuery(group_by=group_by, iplist_files=(iplists,))
+        result = build_dependency_map(ws, query)
+        for fmt in formats:
+            path = folder / f"map-{group_by}.{fmt}"
+            path.write_bytes(render(result, fmt))
+            written[f"{group_by}_{fmt}"] = str(path)
+        written[f"{group_by}_edges"] = len(result.edges)
+    return written
+
+
 def run_demo(
     out: Path,
     config: DemoConfig,
@@ -97,6 +130,7 @@ def run_demo(
     load_inventory(ws, [docs["conventions"]], source="demo-conventions")
     check = check_inventory(ws)
     coverage = identity_coverage(ws)
+    maps = draw_maps(ws, out / "map")
     summary = {
         "out": str(out),
         "workspace": str(ws.home),
@@ -106,6 +140,7 @@ def run_demo(
         "inventory": {k: v for k, v in inventory.items() if k != "diagnostics"},
         "inventory_check": {k: v for k, v in check.items() if k != "findings"},
         "identity": coverage,
+        "map": maps,
         "truth": str(docs["truth"]),
         "seconds": round(time.perf_counter() - started, 2),
     }
