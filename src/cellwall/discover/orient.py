@@ -248,14 +248,20 @@ def _merged_records(e: Any) -> Any:
         code_port=8 + port_side,
     )
     return e.group_by([*_KEY, "exporter_", "start", "end_"]).aggregate(
-        ab_b=e.ab_b.sum(),
-        ba_b=e.ba_b.sum(),
-        ab_p=e.ab_p.sum(),
-        ba_p=e.ba_p.sum(),
-        code_ex=e.code_ex.min(),
-        code_port=e.code_port.min(),
-        records=e.count(),
+        **_directional(e), records=e.count()
     )
+
+
+def _directional(x: Any) -> dict[str, Any]:
+    """The per-direction counters and the strongest evidence codes of a group of records."""
+    return {
+        "ab_b": x.ab_b.sum(),
+        "ba_b": x.ba_b.sum(),
+        "ab_p": x.ab_p.sum(),
+        "ba_p": x.ba_p.sum(),
+        "code_ex": x.code_ex.min(),
+        "code_port": x.code_port.min(),
+    }
 
 
 def _listening_from_keys(span: Any, r: Any) -> Any:
@@ -294,12 +300,7 @@ def conversations(t: Any, *, gap_seconds: int = DEFAULT_GAP_SECONDS) -> Any:
     single = r.anti_join(multi, list(_KEY)).mutate(seq=ibis.literal(0, "int64"))
     s = single.union(_sessions(r.semi_join(multi, list(_KEY)), gap_seconds), distinct=False)
     per_exp = s.group_by([*_KEY, "seq", "exporter_"]).aggregate(
-        ab_b=s.ab_b.sum(),
-        ba_b=s.ba_b.sum(),
-        ab_p=s.ab_p.sum(),
-        ba_p=s.ba_p.sum(),
-        code_ex=s.code_ex.min(),
-        code_port=s.code_port.min(),
+        **_directional(s),
         start=s.start.min(),
         end=s.end_.max(),
         records=s.records.sum(),
