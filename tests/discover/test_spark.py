@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,9 @@ from typing import Any
 import ibis
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+# `make test` installs the spark extra and a JRE: a missing one fails here, never skips.
+import pyspark  # noqa: F401
 import pytest
 
 from cellwall.discover.edges import edges_table, parse_group_by
@@ -18,10 +20,6 @@ from cellwall.inventory import InventoryStore
 from cellwall.workspace import Workspace
 from tests.discover.conftest import COLUMNS, table
 from tests.discover.test_orient import vpc_pair
-
-pyspark = pytest.importorskip("pyspark")
-if shutil.which("java") is None:  # pragma: no cover
-    pytest.skip("Spark needs a Java runtime", allow_module_level=True)
 
 # PySpark and ibis's Spark backend warn from their own code (pandas 3 deprecations, py4j
 # sockets); those are theirs to fix, not findings about cellwall.

@@ -25,8 +25,6 @@ DNS_LOG = BASELINE / "opt.basic" / "dns.log"
 MASK = "XXXXXXXXXX.XXXXXX"
 TS = "1300475168.652003"
 
-needs_sample = pytest.mark.skipif(not DNS_LOG.exists(), reason="shared Zeek test data missing")
-
 
 def read(data: bytes | str, **options: str) -> list[Chunk]:
     raw = data.encode() if isinstance(data, str) else data
@@ -51,7 +49,6 @@ def evidence(chunks: list[Chunk]) -> list[tuple[str, str, int | None, str | None
     ]
 
 
-@needs_sample
 def test_the_masked_baseline_is_rejected_for_its_timestamps() -> None:
     text = DNS_LOG.read_text()
     chunks = read(text)
@@ -60,7 +57,6 @@ def test_the_masked_baseline_is_rejected_for_its_timestamps() -> None:
     assert all(c.flows.num_rows == 0 for c in chunks)
 
 
-@needs_sample
 def test_names_and_answers_of_the_baseline() -> None:
     """The same log with a real time: IP answers named by the query, CNAMEs skipped."""
     text = DNS_LOG.read_text().replace(MASK, TS)

@@ -209,7 +209,6 @@ REAL = TESTDATA / "k8s" / "nca" / "tests" / "k8s_testcases"
 
 
 @pytest.mark.real
-@pytest.mark.skipif(not REAL.is_dir(), reason="shared Kubernetes test data is absent")
 def test_real_pod_and_service_lists_with_ip_reuse() -> None:
     base = REAL / "example_podlist" / "services1"
     r = load_inventory_files([base / "pods_list.yaml", base / "services_list.yaml"])
@@ -236,7 +235,6 @@ def test_real_pod_and_service_lists_with_ip_reuse() -> None:
 
 
 @pytest.mark.real
-@pytest.mark.skipif(not REAL.is_dir(), reason="shared Kubernetes test data is absent")
 def test_real_json_pod_and_namespace_lists() -> None:
     base = REAL / "all_resources_in_same_dir"
     r = load_inventory_files([base / "pods_list.json", base / "ns_list.json"])
@@ -250,7 +248,6 @@ def test_real_json_pod_and_namespace_lists() -> None:
 
 
 @pytest.mark.real
-@pytest.mark.skipif(not REAL.is_dir(), reason="shared Kubernetes test data is absent")
 def test_real_deployment_manifests() -> None:
     path = (
         REAL
