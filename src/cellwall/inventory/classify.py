@@ -31,7 +31,15 @@ import pyarrow.compute as pc
 
 from cellwall.model.net import IPV4_CANONICAL
 
-__all__ = ["INTERNET", "PRIVATE", "UNMANAGED_PRIVATE", "IPClassifier", "IPListSpec"]
+__all__ = [
+    "INTERNET",
+    "PRIVATE",
+    "UNMANAGED_PRIVATE",
+    "IPClassifier",
+    "IPListSpec",
+    "Net",
+    "to_numbers",
+]
 
 INTERNET = "internet"
 UNMANAGED_PRIVATE = "unmanaged-private"
@@ -71,6 +79,9 @@ class _Net:
         if self.lo_mask:
             out &= (lo & np.uint64(self.lo_mask)) == np.uint64(self.lo)
         return out
+
+
+Net = _Net  # public name: one CIDR as masks over the numbers that :func:`to_numbers` gives
 
 
 def _nets(cidrs: Iterable[str], what: str) -> list[_Net]:

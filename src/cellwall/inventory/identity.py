@@ -24,6 +24,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -188,6 +189,13 @@ class Resolver:
 
     def owners(self, ips: pa.Array | pa.ChunkedArray, ts: pa.Array | pa.ChunkedArray) -> pa.Array:
         """The workload that owned each address at each time; null where none did."""
+        out = self.owner_indices(ips, ts)
+        return pc.take(self.names, pa.array(out, mask=out < 0))
+
+    def owner_indices(
+        self, ips: pa.Array | pa.ChunkedArray, ts: pa.Array | pa.ChunkedArray
+    ) -> npt.NDArray[np.int64]:
+        """:meth:`owners` as indexes into ``self.workloads`` (-1 where no workload did)."""
         ips, us = _strings(ips), _ts_us(ts)
         if len(ips) != len(us):
             raise ValueError("addresses and times must have the same length")
@@ -209,7 +217,7 @@ class Resolver:
             flows = pa.table({"rid": rows, "code": enc.indices.take(rows), "ts": us.take(rows)})
             found = self._asof(flows, segs)
             out[np.asarray(found["rid"])] = np.asarray(found["owner"])
-        return pc.take(self.names, pa.array(out, mask=out < 0))
+        return out
 
     def _asof(self, flows: pa.Table, segs: pa.Table) -> pa.Table:
         cur = self._con.cursor()

@@ -1,0 +1,213 @@
+"""Verdicts for a batch of identified conversations: the one function that replay, explain,
+the agent and the live monitor all call.
+
+:func:`evaluate` takes an Arrow table (or record batch) of conversations whose ends are
+already identified (``client_class``/``server_class``: the IR's class index, -1 for an
+unmanaged address) and returns, row for row, the verdict, the deciding rule, whether the
+verdict is unverified, and whether enforcement would block it under the modes. Nothing here
+loops over conversations in Python: the work is array lookups through the IR's caches
+(:mod:`cellwall.policy.groups`); only rows whose decision hangs on narrowing facts are looked
+at again, per distinct (profile, atom).
+
+Input columns: ``client_class``, ``server_class`` (int32), ``client_ip``, ``server_ip``
+(string; read for unmanaged ends and the management tier), ``proto`` (uint8),
+``server_port``, ``client_port`` (int32, -1 for none; for ICMP the client's port is its
+type), ``start`` (timestamp, for DNS names), and optionally ``server_process``,
+``http_method``, ``http_path`` (string) and ``icmp_code`` (int32).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cellwall.inventory.classify import to_numbers
+from cellwall.model.policy import ICMP_PROTOS, Service
+from cellwall.policy.ir import ALLOWED, DENIED, VERDICTS, PolicyIR
+
+__all__ = ["RESULT_SCHEMA", "evaluate"]
+
+I32 = npt.NDArray[np.int32]
+Mask = npt.NDArray[np.bool_]
+RESULT_SCHEMA = pa.schema(
+    [
+        ("verdict", pa.dictionary(pa.int8(), pa.string())),
+        ("rule_id", pa.dictionary(pa.int32(), pa.string())),
+        ("rule_code", pa.int32()),
+        ("unverified", pa.bool_()),
+        ("blocked", pa.bool_()),
+    ]
+)
+_VERDICTS = pa.array(VERDICTS, pa.string())
+_NO_MATCH, _UNVERIFIED, _MATCH = 0, 1, 2
+
+
+def _np(col: Any, dtype: Any, fill: int = -1) -> npt.NDArray[Any]:
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if col.null_count:
+        col = col.fill_null(fill)
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def _strings(col: Any) -> pa.Array:
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    return col.cast(pa.string()) if col.type != pa.string() else col
+
+
+def _ts_us(col: Any) -> pa.Array:
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    return col.cast(pa.timestamp("us", tz="UTC")).view(pa.int64())
+
+
+def _unmanaged(ir: PolicyIR, t: Any, side: str, rows: npt.NDArray[np.intp], dns: pa.Table | None) -> I32:
+    """Endpoint ids for the unmanaged ends ``rows`` of ``side``."""
+    ips = _strings(t[f"{side}_ip"]).take(pa.array(rows))
+    enc = pc.dictionary_encode(ips)
+    codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), np.int64)
+    members = ir.terms.cidr_members(enc.dictionary)
+    if ir.terms.patterns:
+        ts = _ts_us(t["start"]).take(pa.array(rows))
+        words = ir.terms.dns_words(ips, ts, dns)
+    else:
+        words = np.zeros((len(rows), 1), np.int64)
+    keys = np.column_stack([codes, words])
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    eps = np.asarray(
+        [ir.groups.signature_endpoint(ir.terms.signature(members[int(k[0])], k[1:])) for k in uniq],
+        np.int32,
+    )
+    return eps[inv.reshape(-1)]
+
+
+def _endpoints(ir: PolicyIR, t: Any, side: str, cls: I32, dns: pa.Table | None) -> I32:
+    ep = cls.copy()
+    rows = np.flatnonzero(cls < 0)
+    if len(rows):
+        ep[rows] = _unmanaged(ir, t, side, rows, dns)
+    return ep
+
+
+def _in_nets(ir_nets: tuple[Any, ...], ips: pa.Array) -> Mask:
+    enc = pc.dictionary_encode(ips)
+    fam, hi, lo = to_numbers(enc.dictionary)
+    inside = np.zeros(len(enc.dictionary), bool)
+    for net in ir_nets:
+        inside |= net.contains(fam, hi, lo)
+    return inside[np.asarray(enc.indices.to_numpy(zero_copy_only=False), np.intp)]
+
+
+def _management(ir: PolicyIR, t: Any, cc: I32, sc: I32, atom: I32, dec: I32) -> Mask:
+    """Apply the management tier in place; True where it decided."""
+    m = ir.management
+    n = len(ir.rules)
+    decided = np.zeros(len(dec), bool)
+    if m.admin:
+        admin = _in_nets(m.admin, _strings(t["client_ip"])) & (sc >= 0) & m.admin_atoms[atom]
+        dec[admin] = n
+        decided |= admin
+    if m.controllers:
+        control = _in_nets(m.controllers, _strings(t["server_ip"])) & (cc >= 0)
+        control &= m.control_atoms[atom] & ~decided
+        dec[control] = n + 1
+        decided |= control
+    return decided
+
+
+def _fact(t: Any, name: str, rows: npt.NDArray[np.intp]) -> list[Any]:
+    if name not in t.column_names:
+        return [None] * len(rows)
+    return t[name].take(pa.array(rows)).to_pylist()  # type: ignore[no-any-return]
+
+
+def _status(s: Service, facts: dict[str, list[Any]], i: int) -> int:
+    """Does row ``i`` meet the narrowing of ``s``: no, only because facts are missing, yes."""
+    checks: list[bool | None] = []
+    if s.process:
+        v = facts["server_process"][i]
+        checks.append(None if v is None else v == s.process)
+    if s.http_methods:
+        v = facts["http_method"][i]
+        checks.append(None if v is None else v.upper() in s.http_methods)
+    if s.http_paths:
+        v = facts["http_path"][i]
+        checks.append(None if v is None else any(re.fullmatch(p, v) for p in s.http_paths))
+    if s.icmp_code is not None:
+        v = facts["icmp_code"][i]
+        checks.append(None if v is None else v == s.icmp_code)
+    if any(c is False for c in checks):
+        return _NO_MATCH
+    return _UNVERIFIED if any(c is None for c in checks) else _MATCH
+
+
+def _narrow(ir: PolicyIR, t: Any, prof: I32, atom: I32, dec: I32, unverified: Mask) -> None:
+    """Decide the rows whose verdict hangs on narrowing facts (in place)."""
+    need = ir.groups.need[prof, atom]
+    rows = np.flatnonzero(need)
+    if not len(rows):
+        return
+    names = ("server_process", "http_method", "http_path", "icmp_code")
+    facts = {k: _fact(t, k, rows) for k in names}
+    for j, i in enumerate(rows.tolist()):
+        p, a, base = int(prof[i]), int(atom[i]), int(dec[i])
+        for r in ir.groups.narrowed[p].tolist():
+            if ir.rank[r] >= ir.rank[base]:
+                break
+            lr = ir.rules[r]
+            status = max(
+                (_status(s, facts, j) for s, m in lr.narrowed if m[a]), default=_NO_MATCH
+            )
+            if status != _NO_MATCH:
+                dec[i] = r
+                unverified[i] = status == _UNVERIFIED
+                break
+
+
+def _blocks(mode: npt.NDArray[np.int8], verdict: npt.NDArray[np.int8]) -> Mask:
+    full = (mode == 2) & (verdict != ALLOWED)
+    selective = (mode == 1) & (verdict == DENIED)
+    return full | selective  # type: ignore[no-any-return]
+
+
+def evaluate(batch: pa.Table | pa.RecordBatch, ir: PolicyIR, dns: pa.Table | None = None) -> pa.Table:
+    """Verdict, deciding rule, ``unverified`` and ``blocked`` for each conversation."""
+    t = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    cc = _np(t["client_class"], np.int32)
+    sc = _np(t["server_class"], np.int32)
+    proto = _np(t["proto"], np.int64, 0)
+    port = np.where(
+        np.isin(proto, ICMP_PROTOS), _np(t["client_port"], np.int64), _np(t["server_port"], np.int64)
+    )
+    cep = _endpoints(ir, t, "client", cc, dns)
+    sep = _endpoints(ir, t, "server", sc, dns)
+    g = ir.groups
+    prof = g.pair_profiles(g.ep_src[cep], g.ep_dst[sep])
+    atom = ir.atoms.atoms_of(proto, port)
+    dec = g.plain[prof, atom]
+    unverified = np.zeros(len(dec), bool)
+    if ir.any_narrowed:
+        _narrow(ir, t, prof, atom, dec, unverified)
+    if not ir.management.empty:
+        unverified[_management(ir, t, cc, sc, atom, dec)] = False
+    verdict = ir.verdict_of[dec + 1]
+    mode_c = np.where(cc >= 0, ir.class_mode[np.maximum(cc, 0)], -1).astype(np.int8)
+    mode_s = np.where(sc >= 0, ir.class_mode[np.maximum(sc, 0)], -1).astype(np.int8)
+    blocked = _blocks(mode_c, verdict) | _blocks(mode_s, verdict)
+    ids = pa.array(ir.ids, pa.string())
+    return pa.table(
+        [
+            pa.DictionaryArray.from_arrays(pa.array(verdict, pa.int8()), _VERDICTS),
+            pa.DictionaryArray.from_arrays(pa.array(dec, pa.int32(), mask=dec < 0), ids),
+            pa.array(dec, pa.int32()),
+            pa.array(unverified),
+            pa.array(blocked),
+        ],
+        schema=RESULT_SCHEMA,
+    )
