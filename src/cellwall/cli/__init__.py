@@ -39,7 +39,17 @@ __all__ = [
 ]
 
 # Importing a command module registers its commands, in this order in --help.
-for _module in ("ingest", "inventory", "map", "demo", "collect", "audit"):
+for _module in (
+    "ingest",
+    "inventory",
+    "policy",
+    "map",
+    "demo",
+    "collect",
+    "audit",
+    "replay",
+    "dbproxy",
+):
     import_module(f"cellwall.cli.{_module}")
 
 

@@ -7,9 +7,16 @@ the query as a small table. Node names:
 | node | when |
 |---|---|
 | ``iplist:NAME`` | a named IP list holds the address (most specific CIDR wins) |
-| ``dns:NAME`` | the flows carry a DNS name for it (``dns_name``) and no IP list holds it |
+| ``dns:NAME`` | no IP list holds it, and DNS named it at its flows' times (or ``dns_name``) |
 | ``unmanaged:IP`` | a private address that no workload owns: reported with its peers |
 | ``cidr:NET/24`` | any other internet address, aggregated to its /24 (IPv6: /48) |
+
+DNS evidence (:mod:`cellwall.evidence.dns`: Zeek ``dns.log``, Hubble DNS) names an address
+by time: :func:`evidence_names` asks :func:`~cellwall.evidence.dns.names_for` for the name
+of the address at the start of each of its flows, and gives the address the name that held
+for most of them (ties: the alphabetically first). A flow outside every answer's validity
+names nothing, so an address that DNS named only before or after its flows stays a CIDR
+aggregate.
 """
 
 from __future__ import annotations
@@ -19,12 +26,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from cellwall.errors import UsageError
+from cellwall.evidence.dns import names_for
 from cellwall.inventory.classify import INTERNET, UNMANAGED_PRIVATE, IPClassifier, IPListSpec
 
-__all__ = ["EXTERNAL_SCHEMA", "classify_external", "load_iplists"]
+__all__ = ["EXTERNAL_SCHEMA", "classify_external", "evidence_names", "load_iplists"]
 
 EXTERNAL_SCHEMA = pa.schema([("ip", pa.string()), ("node", pa.string()), ("kind", pa.string())])
 V4_AGGREGATE, V6_AGGREGATE = 24, 48
@@ -49,6 +58,28 @@ def load_iplists(paths: Sequence[Path]) -> dict[str, IPListSpec]:
             excepts = [str(c) for c in spec.get("except") or []]
             lists[name] = (cidrs, excepts)
     return lists
+
+
+def evidence_names(lake_dir: Path, ends: pa.Table) -> dict[str, str]:
+    """Address -> DNS name from the lake's evidence at the times of the address's flows.
+
+    ``ends`` has columns ``ip`` (string), ``ts`` (timestamp) and ``n`` (how many flows had
+    that end at that time); the caller keeps it small by passing only addresses that the
+    evidence holds. Addresses that no answer named at any of their times are left out.
+    """
+    if ends.num_rows == 0:
+        return {}
+    names = names_for(lake_dir, ends["ip"].combine_chunks(), ends["ts"].combine_chunks())
+    named = pa.table({"ip": ends["ip"], "name": names, "n": ends["n"]}).filter(pc.is_valid(names))
+    if named.num_rows == 0:
+        return {}
+    votes = named.group_by(["ip", "name"]).aggregate([("n", "sum")])
+    best = votes.sort_by([("ip", "ascending"), ("n_sum", "descending"), ("name", "ascending")])
+    ips, chosen = best["ip"].to_pylist(), best["name"].to_pylist()
+    out: dict[str, str] = {}
+    for ip, name in zip(ips, chosen, strict=True):  # one row per (address, name)
+        out.setdefault(ip, name)
+    return out
 
 
 def _aggregate(ip: str) -> str:

@@ -113,15 +113,18 @@ def listening_endpoints(t: Any) -> Any:
     in a record with exporter evidence. ``t`` is a table after :func:`_ends`."""
     src = t.select(ip=t.src_ip, proto=t.proto, port=t.sp, peer=t.dp)
     dst = t.select(ip=t.dst_ip, proto=t.proto, port=t.dp, peer=t.sp)
-    by_peers = _listening_by_peers(src, dst)
+    return _listening_by_peers(src, dst).union(_answered(t), distinct=True)
+
+
+def _answered(t: Any) -> Any:
+    """``(ip, proto, port)`` that a record with exporter evidence shows answering."""
     rank, src_client = _exporter_verdict(t)
     ev = t.mutate(rank_=rank, src_client_=src_client).filter(lambda x: x.rank_.notnull())
-    answered = ev.select(
+    return ev.select(
         ip=ibis.ifelse(ev.src_client_, ev.dst_ip, ev.src_ip),
         proto=ev.proto,
         port=ibis.ifelse(ev.src_client_, ev.dp, ev.sp),
     ).filter(lambda x: x.port >= 0)
-    return by_peers.union(answered, distinct=True)
 
 
 def _port_class(p: Any) -> Any:
@@ -264,20 +267,13 @@ def _directional(x: Any) -> dict[str, Any]:
     }
 
 
-def _listening_from_keys(span: Any, r: Any) -> Any:
+def _listening_from_keys(span: Any, e: Any) -> Any:
     """:func:`listening_endpoints` from the distinct keys (each key holds both ends and
-    their ports) and the merged records with exporter evidence."""
+    their ports) and the records (``e``, after :func:`_ends`) with exporter evidence."""
     a = span.select(ip=span.a_ip, proto=span.proto, port=span.a_port, peer=span.b_port)
     b = span.select(ip=span.b_ip, proto=span.proto, port=span.b_port, peer=span.a_port)
     by_peers = _listening_by_peers(a, b)
-    ev = r.filter(r.code_ex.notnull())
-    a_client = (ev.code_ex % 2) == 0
-    answered = ev.select(
-        ip=ibis.ifelse(a_client, ev.b_ip, ev.a_ip),
-        proto=ev.proto,
-        port=ibis.ifelse(a_client, ev.b_port, ev.a_port),
-    ).filter(lambda x: x.port >= 0)
-    return by_peers.union(answered, distinct=True)
+    return by_peers.union(_answered(e), distinct=True)
 
 
 def conversations(t: Any, *, gap_seconds: int = DEFAULT_GAP_SECONDS) -> Any:
@@ -293,7 +289,8 @@ def conversations(t: Any, *, gap_seconds: int = DEFAULT_GAP_SECONDS) -> Any:
     Bytes and packets of a conversation that several exporters saw are those of the exporter
     that saw the most in each direction, never the sum.
     """
-    r = _merged_records(_ends(t))
+    e = _ends(t)
+    r = _merged_records(e)
     gap = ibis.interval(seconds=gap_seconds)
     span = r.group_by(list(_KEY)).aggregate(lo_=r.start.min(), hi_=r.start.max())
     multi = span.filter(span.hi_ > span.lo_ + gap).select(*_KEY)
@@ -315,7 +312,7 @@ def conversations(t: Any, *, gap_seconds: int = DEFAULT_GAP_SECONDS) -> Any:
         records=per_exp.records.sum(),
         exporters=per_exp.count(),
     )
-    listen = _listening_from_keys(span, r)
+    listen = _listening_from_keys(span, e)
     la = listen.select(la_ip=listen.ip, la_proto=listen.proto, la_port=listen.port, a_l=True)
     lb = listen.select(lb_ip=listen.ip, lb_proto=listen.proto, lb_port=listen.port, b_l=True)
     c = c.left_join(la, [c.a_ip == la.la_ip, c.proto == la.la_proto, c.a_port == la.la_port])

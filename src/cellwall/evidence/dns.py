@@ -34,6 +34,7 @@ __all__ = [
     "DNS_SCHEMA",
     "MAX_TTL_S",
     "MIN_TTL_S",
+    "addresses",
     "dns_files",
     "dns_rows",
     "empty_dns",
@@ -196,6 +197,19 @@ def scan_dns(lake_dir: Path) -> pa.Table:
     finally:
         con.close()
     return table.select(DNS_SCHEMA.names).cast(DNS_SCHEMA)
+
+
+def addresses(lake_dir: Path) -> pa.Array:
+    """The distinct addresses that some answer in the lake named (string column)."""
+    files = dns_files(lake_dir)
+    if not files:
+        return pa.array([], pa.string())
+    con = duckdb.connect()
+    try:
+        found = con.sql(f"select distinct ip from read_parquet({files!r})").to_arrow_table()
+    finally:
+        con.close()
+    return found["ip"].combine_chunks().cast(pa.string())
 
 
 _LOOKUP = """

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cellwall.evidence.dns import dns_rows, empty_dns
-from cellwall.ingest.zeek_mapping import MASKED, NOT_A_TIME, UNSET, IpMemo, epoch_us
+from cellwall.ingest.zeek_mapping import MASKED, NOT_A_TIME, OK, UNSET, IpMemo, epoch_us
 from cellwall.model.flow_schema import FLOW_SCHEMA, conform, empty_flows
 
 __all__ = [
@@ -158,6 +158,12 @@ _ACTIONS = pa.array(list(VERDICT_ACTIONS.values()))
 _DIRECTIONS = pa.array(["INGRESS", "EGRESS"])
 _DIRECTION_NAMES = pa.array(["ingress", "egress"])
 _TS = FLOW_SCHEMA.field("start").type
+_TS_NS = pa.timestamp("ns", "UTC")
+#: What :func:`epoch_us` takes as an ISO 8601 time with a zone.
+_RFC3339 = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"(Z|[+-][0-9]{2}:?[0-9]{2})$"
+)
 _URL_PATH = r"^(?:[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)?(?P<path>[^?#]*)"
 _PORT_MAX, _ICMP_MAX = (1 << 16) - 1, (1 << 8) - 1
 _PROTOS: tuple[tuple[str, int, str, str, int], ...] = (
@@ -208,8 +214,22 @@ def _np_bool(values: pa.Array) -> npt.NDArray[np.bool_]:
     return np.asarray(values.fill_null(False), np.bool_)
 
 
+def _rfc3339_us(col: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+    """:func:`epoch_us`, quicker for what Hubble writes: every value an RFC 3339 time."""
+    if col.null_count == 0 and len(col):
+        shaped = pc.match_substring_regex(col, _RFC3339)
+        if pc.all(shaped).as_py():
+            try:
+                values = pc.cast(pc.cast(col, _TS_NS), _TS, safe=False)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return epoch_us(col)  # an impossible date among them
+            us = np.asarray(values.cast(pa.int64()), np.int64)
+            return us, np.where(us >= 0, OK, NOT_A_TIME).astype(np.uint8)
+    return epoch_us(col)
+
+
 def _times(flows: pa.Array, checks: _Checks) -> npt.NDArray[np.int64]:
-    us, status = epoch_us(_get(flows, "time"))
+    us, status = _rfc3339_us(_get(flows, "time"))
     checks.flag(status == UNSET, "no-timestamp", "flow.time is absent: a flow needs its time")
     checks.flag(
         (status == NOT_A_TIME) | (status == MASKED),

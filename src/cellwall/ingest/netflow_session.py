@@ -60,6 +60,8 @@ class DecoderStats:
     """Counters for the collector's view: what came in, what became flows, what did not."""
 
     datagrams: int = 0
+    #: records of data sets whose template was known (decoded or rejected later)
+    records: int = 0
     decoded: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     options_records: int = 0
@@ -67,6 +69,7 @@ class DecoderStats:
     def to_dict(self, waiting: int) -> dict[str, Any]:
         return {
             "datagrams": self.datagrams,
+            "records_received": self.records,
             "records_decoded": self.decoded,
             "sets_waiting_for_template": waiting,
             "rejected": dict(sorted(self.rejected.items())),
@@ -126,7 +129,7 @@ class NetflowDecoder:
             if used is None:
                 return
             off += used
-        if stamp is not None:
+        if stamp is not None and self.cache.waiting:
             self.expire(stamp)
 
     @property
@@ -160,7 +163,9 @@ class NetflowDecoder:
         if batch is None:
             batch = self._batches[key] = (template, exporter, [])
         batch[2].append(segment)
-        self._collected += len(segment.body) // max(template.record_length, 1)
+        count = len(segment.body) // max(template.record_length, 1)
+        self._collected += count
+        self.stats.records += count
 
     def _v5(self, data: bytes, off: int, exporter: str, pos: int) -> int | None:
         if len(data) - off < 24:

@@ -112,12 +112,16 @@ class AddressTerms:
         if not self.patterns or dns is None or dns.num_rows == 0 or len(ips) == 0:
             return out
         names = dns["name"].unique().to_pylist()
-        pairs = [(n, p) for n in names for p, pat in enumerate(self.patterns) if fqdn_matches(pat, n)]
+        pairs = [
+            (n, p) for n in names for p, pat in enumerate(self.patterns) if fqdn_matches(pat, n)
+        ]
         if not pairs:
             return out
         con = duckdb.connect()
         try:
-            con.register("pn", pa.table({"name": [n for n, _ in pairs], "p": [p for _, p in pairs]}))
+            con.register(
+                "pn", pa.table({"name": [n for n, _ in pairs], "p": [p for _, p in pairs]})
+            )
             con.register("ev", dns.select(["ip", "name", "ts", "valid_until"]))
             con.register("q", pa.table({"i": np.arange(len(ips)), "ip": ips, "ts": ts_us}))
             sel = ", ".join(

@@ -67,7 +67,9 @@ def _ts_us(col: Any) -> pa.Array:
     return col.cast(pa.timestamp("us", tz="UTC")).view(pa.int64())
 
 
-def _unmanaged(ir: PolicyIR, t: Any, side: str, rows: npt.NDArray[np.intp], dns: pa.Table | None) -> I32:
+def _unmanaged(
+    ir: PolicyIR, t: Any, side: str, rows: npt.NDArray[np.intp], dns: pa.Table | None
+) -> I32:
     """Endpoint ids for the unmanaged ends ``rows`` of ``side``."""
     ips = _strings(t[f"{side}_ip"]).take(pa.array(rows))
     enc = pc.dictionary_encode(ips)
@@ -104,21 +106,47 @@ def _in_nets(ir_nets: tuple[Any, ...], ips: pa.Array) -> Mask:
     return inside[np.asarray(enc.indices.to_numpy(zero_copy_only=False), np.intp)]
 
 
-def _management(ir: PolicyIR, t: Any, cc: I32, sc: I32, atom: I32, dec: I32) -> Mask:
-    """Apply the management tier in place; True where it decided."""
+def _tier_status(
+    t: Any, services: tuple[tuple[Service, Mask], ...], rows: npt.NDArray[np.intp], atom: I32
+) -> npt.NDArray[np.int8]:
+    """Per row of ``rows``: how the management services match (no, unverified, yes)."""
+    covered = np.zeros(len(rows), bool)
+    for _, m in services:
+        covered |= m[atom[rows]]
+    status = np.where(covered, _MATCH, _NO_MATCH).astype(np.int8)
+    if not any(s.narrowed for s, _ in services):
+        return status
+    names = ("server_process", "http_method", "http_path", "icmp_code")
+    facts = {k: _fact(t, k, rows) for k in names}
+    for j in np.flatnonzero(covered).tolist():
+        a = int(atom[rows[j]])
+        status[j] = max((_status(s, facts, j) for s, m in services if m[a]), default=_NO_MATCH)
+    return status
+
+
+def _management(
+    ir: PolicyIR, t: Any, cc: I32, sc: I32, atom: I32, dec: I32, unverified: Mask
+) -> None:
+    """Apply the management tier in place (it comes before every rule)."""
     m = ir.management
     n = len(ir.rules)
     decided = np.zeros(len(dec), bool)
-    if m.admin:
-        admin = _in_nets(m.admin, _strings(t["client_ip"])) & (sc >= 0) & m.admin_atoms[atom]
-        dec[admin] = n
-        decided |= admin
-    if m.controllers:
-        control = _in_nets(m.controllers, _strings(t["server_ip"])) & (cc >= 0)
-        control &= m.control_atoms[atom] & ~decided
-        dec[control] = n + 1
-        decided |= control
-    return decided
+    tiers = (
+        (m.admin, m.admin_services, "client_ip", sc, n),
+        (m.controllers, m.control_services, "server_ip", cc, n + 1),
+    )
+    for nets, services, column, other, code in tiers:
+        if not nets or not services:
+            continue
+        cand = _in_nets(nets, _strings(t[column])) & (other >= 0) & ~decided
+        rows = np.flatnonzero(cand)
+        if not len(rows):
+            continue
+        status = _tier_status(t, services, rows, atom)
+        hit = rows[status != _NO_MATCH]
+        dec[hit] = code
+        unverified[hit] = status[status != _NO_MATCH] == _UNVERIFIED
+        decided[hit] = True
 
 
 def _fact(t: Any, name: str, rows: npt.NDArray[np.intp]) -> list[Any]:
@@ -161,9 +189,7 @@ def _narrow(ir: PolicyIR, t: Any, prof: I32, atom: I32, dec: I32, unverified: Ma
             if ir.rank[r] >= ir.rank[base]:
                 break
             lr = ir.rules[r]
-            status = max(
-                (_status(s, facts, j) for s, m in lr.narrowed if m[a]), default=_NO_MATCH
-            )
+            status = max((_status(s, facts, j) for s, m in lr.narrowed if m[a]), default=_NO_MATCH)
             if status != _NO_MATCH:
                 dec[i] = r
                 unverified[i] = status == _UNVERIFIED
@@ -176,14 +202,18 @@ def _blocks(mode: npt.NDArray[np.int8], verdict: npt.NDArray[np.int8]) -> Mask:
     return full | selective  # type: ignore[no-any-return]
 
 
-def evaluate(batch: pa.Table | pa.RecordBatch, ir: PolicyIR, dns: pa.Table | None = None) -> pa.Table:
+def evaluate(
+    batch: pa.Table | pa.RecordBatch, ir: PolicyIR, dns: pa.Table | None = None
+) -> pa.Table:
     """Verdict, deciding rule, ``unverified`` and ``blocked`` for each conversation."""
     t = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
     cc = _np(t["client_class"], np.int32)
     sc = _np(t["server_class"], np.int32)
     proto = _np(t["proto"], np.int64, 0)
     port = np.where(
-        np.isin(proto, ICMP_PROTOS), _np(t["client_port"], np.int64), _np(t["server_port"], np.int64)
+        np.isin(proto, ICMP_PROTOS),
+        _np(t["client_port"], np.int64),
+        _np(t["server_port"], np.int64),
     )
     cep = _endpoints(ir, t, "client", cc, dns)
     sep = _endpoints(ir, t, "server", sc, dns)
@@ -195,10 +225,10 @@ def evaluate(batch: pa.Table | pa.RecordBatch, ir: PolicyIR, dns: pa.Table | Non
     if ir.any_narrowed:
         _narrow(ir, t, prof, atom, dec, unverified)
     if not ir.management.empty:
-        unverified[_management(ir, t, cc, sc, atom, dec)] = False
+        _management(ir, t, cc, sc, atom, dec, unverified)
     verdict = ir.verdict_of[dec + 1]
-    mode_c = np.where(cc >= 0, ir.class_mode[np.maximum(cc, 0)], -1).astype(np.int8)
-    mode_s = np.where(sc >= 0, ir.class_mode[np.maximum(sc, 0)], -1).astype(np.int8)
+    modes = np.append(ir.class_mode, np.int8(-1))  # index -1: unmanaged, no mode
+    mode_c, mode_s = modes[cc], modes[sc]
     blocked = _blocks(mode_c, verdict) | _blocks(mode_s, verdict)
     ids = pa.array(ir.ids, pa.string())
     return pa.table(

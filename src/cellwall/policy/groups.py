@@ -22,6 +22,7 @@ __all__ = ["Groups"]
 Mask = npt.NDArray[np.bool_]
 I32 = npt.NDArray[np.int32]
 _MAX_DENSE = 1 << 26
+_CHUNK = 2048
 
 
 class _Side:
@@ -32,6 +33,8 @@ class _Side:
         self.index: dict[bytes, int] = {}
         self.match: list[Mask] = []
         self.same: list[npt.NDArray[np.int32]] = []
+        self._mat: Mask | None = None
+        self._same_mat: npt.NDArray[np.int32] | None = None
 
     def add(self, match: Mask, same: npt.NDArray[np.int32]) -> int:
         key = np.packbits(match).tobytes() + same.tobytes()
@@ -40,7 +43,20 @@ class _Side:
             g = self.index[key] = len(self.match)
             self.match.append(match)
             self.same.append(same)
+            self._mat = self._same_mat = None
         return g
+
+    def matrix(self) -> Mask:
+        """The groups' rule matches as one (groups × rules) matrix."""
+        if self._mat is None:
+            self._mat = np.asarray(self.match, bool).reshape(len(self.match), self.n_rules)
+        return self._mat
+
+    def same_matrix(self) -> npt.NDArray[np.int32]:
+        if self._same_mat is None:
+            width = len(self.same[0]) if self.same else 0
+            self._same_mat = np.asarray(self.same, np.int32).reshape(len(self.same), width)
+        return self._same_mat
 
 
 class Groups:
@@ -60,8 +76,12 @@ class Groups:
         ).reshape(c.count, len(self.same_keys))
         src_m = np.asarray([r.src.classes for r in rules], bool).reshape(n, c.count).T
         dst_m = np.asarray([r.dst.classes for r in rules], bool).reshape(n, c.count).T
-        self.ep_src = np.asarray([self.src.add(src_m[i], codes[i]) for i in range(c.count)], np.int32)
-        self.ep_dst = np.asarray([self.dst.add(dst_m[i], codes[i]) for i in range(c.count)], np.int32)
+        self.ep_src = np.asarray(
+            [self.src.add(src_m[i], codes[i]) for i in range(c.count)], np.int32
+        )
+        self.ep_dst = np.asarray(
+            [self.dst.add(dst_m[i], codes[i]) for i in range(c.count)], np.int32
+        )
         # unmanaged sides: rules that never match an unmanaged end, and the terms they need
         t = ir.terms.count
         self._src_never = np.asarray([r.src.unmanaged is None for r in rules], bool)
@@ -78,6 +98,9 @@ class Groups:
         self._need = np.empty((16, s), bool)
         self._sparse_cache: dict[int, int] = {}
         self.narrowed: list[I32] = []  # per profile: matched narrowed rules, best first
+        self._cover_plain: list[tuple[I32, I32]] | None = None
+        self._cover_all: list[tuple[I32, I32]] | None = None
+        self._narrow_pos = np.zeros(0, np.int32)
 
     @staticmethod
     def _need(reqs: list[tuple[int, ...] | None], terms: int) -> Mask:
@@ -97,8 +120,16 @@ class Groups:
             return ep
         ep = self.ir.classes.count + len(self.signatures)
         self.signatures[key] = ep
-        missing_src = (self._src_need & ~sig).any(axis=1) if sig.size else np.zeros(len(self._src_never), bool)
-        missing_dst = (self._dst_need & ~sig).any(axis=1) if sig.size else np.zeros(len(self._dst_never), bool)
+        missing_src = (
+            (self._src_need & ~sig).any(axis=1)
+            if sig.size
+            else np.zeros(len(self._src_never), bool)
+        )
+        missing_dst = (
+            (self._dst_need & ~sig).any(axis=1)
+            if sig.size
+            else np.zeros(len(self._dst_never), bool)
+        )
         gs = self.src.add(~self._src_never & ~missing_src, self._none)
         gd = self.dst.add(~self._dst_never & ~missing_dst, self._none)
         self.ep_src = np.append(self.ep_src, np.int32(gs))
@@ -107,41 +138,79 @@ class Groups:
 
     # -- profiles -----------------------------------------------------------------------
 
-    def _matched(self, gs: int, gd: int) -> Mask:
-        m = self.src.match[gs] & self.dst.match[gd]
-        a, b = self.src.same[gs], self.dst.same[gd]
-        for r in self.same_rules:
-            if m[r]:
+    def _cover(self, masks: Mask) -> list[tuple[I32, I32]]:
+        """(rule positions in precedence order, atoms) for each distinct covering rule list."""
+        by_rules: dict[bytes, list[int]] = {}
+        ordered = masks[self.ir.order]  # R × S, precedence order
+        for s in range(masks.shape[1]):
+            by_rules.setdefault(
+                np.flatnonzero(ordered[:, s]).astype(np.int32).tobytes(), []
+            ).append(s)
+        return [(np.frombuffer(k, np.int32), np.asarray(v, np.int32)) for k, v in by_rules.items()]
+
+    def _matched_many(self, gs: I32, gd: I32) -> Mask:
+        """A (pairs × rules) matrix: which rules match each (client group, server group)."""
+        m = self.src.matrix()[gs] & self.dst.matrix()[gd]
+        if self.same_rules:
+            a, b = self.src.same_matrix()[gs], self.dst.same_matrix()[gd]
+            for r in self.same_rules:
                 pos = [self._key_pos[k] for k in self.ir.rules[r].same]
-                if not all(a[p] >= 0 and a[p] == b[p] for p in pos):
-                    m[r] = False
+                m[:, r] &= ((a[:, pos] >= 0) & (a[:, pos] == b[:, pos])).all(axis=1)
         return m
 
-    def _first(self, cand: I32, masks: Mask) -> I32:
-        if len(cand) == 0:
-            return np.full(self.ir.atoms.count, -1, np.int32)
-        sub = masks[cand]
-        has = sub.any(axis=0)
-        return np.where(has, cand[sub.argmax(axis=0)], -1).astype(np.int32)
+    def _matched(self, gs: int, gd: int) -> Mask:
+        return self._matched_many(np.asarray([gs], np.int32), np.asarray([gd], np.int32))[0]
 
-    def profile(self, gs: int, gd: int) -> int:
-        """The profile id of a (client group, server group) pair, computed on first use."""
-        m = self._matched(gs, gd)
-        cand = self.ir.order[m[self.ir.order]]
-        plain = self._first(cand, self.ir.plain)
-        allm = self._first(cand, self.ir.all_atoms) if self.ir.any_narrowed else plain
-        narrow = cand[self.ir.is_narrowed[cand]] if self.ir.any_narrowed else cand[:0]
-        key = plain.tobytes() + allm.tobytes() + narrow.tobytes()
+    def _decide(self, m_ord: Mask, cover: list[tuple[I32, I32]]) -> npt.NDArray[np.int32]:
+        out = np.full((len(m_ord), self.ir.atoms.count), -1, np.int32)
+        for cols, atoms in cover:
+            if not len(cols):
+                continue
+            sub = m_ord[:, cols]
+            first = self.ir.order[cols[sub.argmax(axis=1)]]
+            out[:, atoms] = np.where(sub.any(axis=1), first, -1)[:, None]
+        return out
+
+    def _profiles(self, gs: I32, gd: I32) -> I32:
+        """Profile ids for group pairs, computed together (new profiles are added)."""
+        if self._cover_plain is None:
+            self._cover_plain = self._cover(self.ir.plain)
+            self._cover_all = self._cover(self.ir.all_atoms)
+            self._narrow_pos = np.flatnonzero(self.ir.is_narrowed[self.ir.order]).astype(np.int32)
+        m_ord = self._matched_many(gs, gd)[:, self.ir.order]
+        plain = self._decide(m_ord, self._cover_plain)
+        allm = self._decide(m_ord, self._cover_all or []) if self.ir.any_narrowed else plain
+        narrow = m_ord[:, self._narrow_pos]
+        rows = np.concatenate(
+            [plain.view(np.uint8), allm.view(np.uint8), np.packbits(narrow, axis=1)], axis=1
+        )
+        ids = np.empty(len(rows), np.int32)
+        index = self._profile_index
+        for i in range(len(rows)):
+            key = rows[i].tobytes()
+            p = index.get(key)
+            if p is None:
+                p = self._add_profile(
+                    key, plain[i], allm[i], self.ir.order[self._narrow_pos[narrow[i]]]
+                )
+            ids[i] = p
+        return ids
+
+    def _add_profile(self, key: bytes, plain: I32, allm: I32, narrow: I32) -> int:
         p = self._profile_index.get(key)
         if p is None:
             p = self._profile_index[key] = len(self._profile_index)
-            self.narrowed.append(narrow)
+            self.narrowed.append(narrow.astype(np.int32))
             if p == len(self._plain):
                 self._plain = np.concatenate([self._plain, np.empty_like(self._plain)])
                 self._need = np.concatenate([self._need, np.empty_like(self._need)])
             self._plain[p] = plain
             self._need[p] = plain != allm
         return p
+
+    def profile(self, gs: int, gd: int) -> int:
+        """The profile id of one (client group, server group) pair."""
+        return int(self._profiles(np.asarray([gs], np.int32), np.asarray([gd], np.int32))[0])
 
     @property
     def plain(self) -> npt.NDArray[np.int32]:
@@ -164,8 +233,12 @@ class Groups:
         prof = self._pairs[code]
         missing = prof < 0
         if missing.any():
-            for c in np.unique(code[missing]):
-                self._pairs[c] = self.profile(int(c // nd), int(c % nd))
+            todo = np.unique(code[missing])
+            for lo in range(0, len(todo), _CHUNK):
+                part = todo[lo : lo + _CHUNK]
+                self._pairs[part] = self._profiles(
+                    (part // nd).astype(np.int32), (part % nd).astype(np.int32)
+                )
             prof = self._pairs[code]
         return prof
 
@@ -179,10 +252,13 @@ class Groups:
     def _sparse(self, gs: I32, gd: I32) -> I32:
         code = gs.astype(np.int64) << 32 | gd.astype(np.int64)
         uniq, inv = np.unique(code, return_inverse=True)
-        out = np.empty(len(uniq), np.int32)
-        for i, c in enumerate(uniq.tolist()):
-            p = self._sparse_cache.get(c)
-            if p is None:
-                p = self._sparse_cache[c] = self.profile(c >> 32, c & 0xFFFFFFFF)
-            out[i] = p
-        return out[inv]
+        out = np.asarray([self._sparse_cache.get(c, -1) for c in uniq.tolist()], np.int32)
+        todo = np.flatnonzero(out < 0)
+        for lo in range(0, len(todo), _CHUNK):
+            part = uniq[todo[lo : lo + _CHUNK]]
+            found = self._profiles(
+                (part >> 32).astype(np.int32), (part & 0xFFFFFFFF).astype(np.int32)
+            )
+            out[todo[lo : lo + _CHUNK]] = found
+            self._sparse_cache.update(zip(part.tolist(), found.tolist(), strict=True))
+        return out[inv.reshape(-1)]

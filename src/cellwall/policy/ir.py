@@ -75,16 +75,17 @@ class LoweredRule:
 
 @dataclass(frozen=True)
 class Management:
+    """The management tier: admin networks → workloads, and workloads → controllers, each on
+    services given with their atoms."""
+
     admin: tuple[Net, ...]
-    admin_atoms: Mask
+    admin_services: tuple[tuple[Service, Mask], ...]
     controllers: tuple[Net, ...]
-    control_atoms: Mask
+    control_services: tuple[tuple[Service, Mask], ...]
 
     @property
     def empty(self) -> bool:
-        return not (
-            (self.admin and self.admin_atoms.any()) or (self.controllers and self.control_atoms.any())
-        )
+        return not ((self.admin and self.admin_services) or (self.controllers and self.control_services))
 
 
 def _all_services(ps: PolicySet) -> list[Service]:
@@ -168,17 +169,11 @@ class PolicyIR:
 
     def _management(self) -> Management:
         m = self.policy_set.settings.management
-        admin_atoms = np.zeros(self.atoms.count, bool)
-        for s in m.services:
-            admin_atoms |= self.atoms.mask(s.l4())
-        control_atoms = np.zeros(self.atoms.count, bool)
-        for s in m.control_services:
-            control_atoms |= self.atoms.mask(s.l4())
         return Management(
             tuple(Net.parse(c) for c in m.admin_networks),
-            admin_atoms,
+            tuple((s, self.atoms.mask(s.l4())) for s in m.services),
             tuple(Net.parse(c) for c in m.controllers),
-            control_atoms,
+            tuple((s, self.atoms.mask(s.l4())) for s in m.control_services),
         )
 
     def _class_modes(self) -> npt.NDArray[np.int8]:

@@ -230,6 +230,7 @@ class Collector:
             "bytes_received": c.received_bytes,
             "datagrams_dropped_queue_full": c.dropped_queue_full,
             "queue_depth": self.queue.qsize(),
+            "records_received": d.records,
             "records_decoded": d.decoded,
             "records_in_batch": self.decoder.collected,
             "sets_waiting_for_template": self.decoder.cache.waiting,

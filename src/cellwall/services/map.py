@@ -8,11 +8,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from cellwall.discover.edges import MapResult, build_map, edges_table, parse_group_by
-from cellwall.discover.external import load_iplists
+from cellwall.discover.external import evidence_names, load_iplists
 from cellwall.discover.orient import DEFAULT_GAP_SECONDS, conversations
 from cellwall.engine import connect
 from cellwall.errors import EmptyWindowError
+from cellwall.evidence.dns import addresses
 from cellwall.inventory import InventoryStore
 from cellwall.lake.layout import LakeLayout
 from cellwall.lake.scan import FlowFilter, flows, newest_start
@@ -39,12 +42,13 @@ def map_from_table(
     query: MapQuery,
     *,
     dns_names: Mapping[str, str] | None = None,
+    dns_lake: Path | None = None,
 ) -> MapResult:
     """The map of an Ibis flow table ``t`` (lake schema) with these workloads.
 
-    External addresses without an IP list are named by ``dns_names``, else by the flows'
+    External addresses without an IP list are named by ``dns_names``; else by the flows'
     own ``dns_name`` column (the name a destination had in the window; the greatest when it
-    had several).
+    had several), then by the DNS evidence of the lake ``dns_lake`` at the flows' times.
     """
     grouping = parse_group_by(query.group_by)
     iplists = load_iplists(list(query.iplist_files)) if query.iplist_files else None
@@ -54,6 +58,8 @@ def map_from_table(
         named = t.filter(t.dns_name.notnull())
         pairs = named.group_by("dst_ip").aggregate(name=named.dns_name.max()).to_pyarrow()
         dns_names = dict(zip(pairs["dst_ip"].to_pylist(), pairs["name"].to_pylist(), strict=True))
+    if dns_lake is not None:
+        dns_names = {**_evidence_names(t, dns_lake), **(dns_names or {})}
     only = None
     if query.labels:
         only = [
@@ -72,6 +78,26 @@ def map_from_table(
     return build_map(e.to_pyarrow(), workloads, grouping)
 
 
+def _evidence_names(t: Any, lake_dir: Path) -> dict[str, str]:
+    """DNS evidence names for the flow ends of ``t`` that the evidence holds at all.
+
+    Only flows to or from an address that some answer named are looked at, counted per
+    distinct (address, start), so the lookup stays small next to the lake.
+    """
+    import ibis
+
+    named = addresses(lake_dir)
+    if len(named) == 0:
+        return {}
+    known = ibis.memtable(pa.table({"ip": named}))
+    ends = t.select(ip=t.dst_ip, ts=t.start).union(
+        t.select(ip=t.src_ip, ts=t.start), distinct=False
+    )
+    ends = ends.join(known, "ip", how="semi")
+    pairs = ends.group_by(["ip", "ts"]).aggregate(n=ends.count()).to_pyarrow()
+    return evidence_names(lake_dir, pairs)
+
+
 def build_dependency_map(ws: Workspace, query: MapQuery) -> MapResult:
     """The map of the workspace's lake over the query's window, with the loaded inventory."""
     layout = LakeLayout(ws.lake)
@@ -84,7 +110,7 @@ def build_dependency_map(ws: Workspace, query: MapQuery) -> MapResult:
             hint=f"the newest flow starts at {newest.isoformat() if newest else 'never'}",
         )
     workloads = InventoryStore(ws.engine).current()
-    return map_from_table(t, workloads, query)
+    return map_from_table(t, workloads, query, dns_lake=layout.root)
 
 
 def label_findings(ws: Workspace, query: MapQuery) -> list[dict[str, Any]]:

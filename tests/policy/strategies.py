@@ -1,0 +1,573 @@
+"""Hypothesis strategies: random inventories, policy sets, DNS evidence and conversations.
+
+Everything is drawn from small vocabularies so that selectors, lists and services overlap
+with the inventory often enough that rules actually fire: four label keys (app, role, env,
+data) with two or three values each, a handful of IPv4 and IPv6 addresses shared between
+workloads (so leases overlap and change hands), a few unmanaged addresses inside and outside
+the IP lists, six moments in time, and services built around a few ports and ICMP types.
+
+:func:`scenarios` draws one whole case: a policy set, workloads, DNS rows and conversations,
+most of them between known addresses and many of them shaped after a rule's service.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from hypothesis import strategies as st
+
+from cellwall.model.inventory import AddressLease, Workload
+from cellwall.model.labels import Labels
+from cellwall.model.policy import (
+    ACTIONS,
+    MODES,
+    IPList,
+    LabelTerm,
+    Management,
+    Policy,
+    PolicySet,
+    Rule,
+    Selector,
+    Service,
+    Settings,
+)
+from tests.policy.reference import End, in_cidrs, owner_at, side_matches
+
+__all__ = [
+    "CONV_SCHEMA_COLUMNS",
+    "Scenario",
+    "conversations",
+    "dns_evidence",
+    "inventories",
+    "policy_sets",
+    "scenarios",
+]
+
+T = TypeVar("T")
+Draw = st.DrawFn
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+#: Lease bounds and DNS validity are cut at these moments; conversations start at them, just
+#: before them, or between them (half-open intervals are tested at their edges).
+MOMENTS = tuple(T0 + timedelta(hours=h) for h in range(6))
+US = timedelta(microseconds=1)
+
+VOCAB: dict[str, tuple[str, ...]] = {
+    "app": ("pay", "shop", "infra"),
+    "role": ("web", "db", "dns"),
+    "env": ("prod", "dev"),
+    "data": ("pci", "none"),
+}
+KEYS = tuple(VOCAB)
+
+#: Addresses that workloads may own (shared, so that leases overlap and change hands).
+MANAGED = (
+    "10.0.0.1",
+    "10.0.0.2",
+    "10.0.1.1",
+    "10.0.1.2",
+    "192.168.5.5",
+    "fd00::1",
+    "fd00::2",
+    "fd00:1::1",
+    "2001:db8::10",
+)
+#: Addresses that no workload ever owns: private, public, IPv4 and IPv6.
+UNMANAGED = (
+    "10.0.0.99",
+    "10.9.0.1",
+    "172.16.3.3",
+    "192.168.5.200",
+    "203.0.113.5",
+    "8.8.8.8",
+    "fd00::99",
+    "fd00:9::1",
+    "2001:db8::ff",
+    "2606:4700::1111",
+)
+#: The management tier's addresses (unmanaged unless a workload happens to own them).
+ADMIN_NETS = ("10.255.0.0/24", "fd00:ff::/64")
+ADMIN_IPS = ("10.255.0.7", "fd00:ff::7")
+CONTROLLERS = ("10.255.1.10", "fd00:fe::10")
+ALL_IPS = MANAGED + UNMANAGED + ADMIN_IPS + CONTROLLERS
+
+FIXED_CIDRS = (
+    "0.0.0.0/0",
+    "::/0",
+    "10.0.0.0/8",
+    "10.0.0.0/24",
+    "10.0.1.0/24",
+    "192.168.0.0/16",
+    "172.16.0.0/12",
+    "203.0.113.0/24",
+    "8.8.8.8/32",
+    "fc00::/7",
+    "fd00::/64",
+    "fd00:9::/32",
+    "2001:db8::/32",
+    "2001:db8::ff/128",
+    "10.255.0.0/16",
+)
+
+NAMES = (
+    "api.example.com",
+    "www.example.com",
+    "example.com",
+    "a.b.example.com",
+    "db.internal",
+    "x.example.org",
+)
+NAME_PATTERNS = (*NAMES, "*.example.com", "*.b.example.com", "*.internal", "*.org")
+
+PORTS = (0, 22, 53, 80, 443, 5432, 8080, 8443, 9100, 65535)
+PORT_RANGES = ((0, 1023), (1024, 65535), (8000, 8999), (0, 65535), (53, 53), (443, 8443))
+ICMP_TYPES = (0, 3, 8, 11, 128, 129, 255)
+ICMP_CODES = (0, 1, 4)
+OTHER_PROTOS = (0, 47, 50, 255)
+PROCESSES = ("nginx", "postgres", "java")
+METHODS = ("GET", "POST", "DELETE")
+PATH_PATTERNS = ("/api/.*", "/health", "/v[0-9]+/.*", ".*", "/a|/b")
+PATHS = ("/api/x", "/health", "/healthz", "/v2/items", "/a", "/b", "/", "/api")
+
+
+def _sample(values: Sequence[T]) -> st.SearchStrategy[T]:
+    return st.sampled_from(tuple(values))
+
+
+# ---------------------------------------------------------------------------------------------
+# Inventories
+
+
+@st.composite
+def leases(draw: Draw) -> AddressLease:
+    ip = draw(_sample(MANAGED + ADMIN_IPS[:1] + CONTROLLERS[:1]))
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        return AddressLease(ip)  # for all time
+    i = draw(st.integers(0, len(MOMENTS) - 1))
+    j = draw(st.integers(i + 1, len(MOMENTS)))
+    start = MOMENTS[i] if kind in (1, 3) else None
+    until = MOMENTS[j] if kind in (2, 3) and j < len(MOMENTS) else None
+    if start is None and until is None:
+        until = MOMENTS[i]
+    return AddressLease(ip, start, until)
+
+
+@st.composite
+def workloads(draw: Draw, name: str) -> Workload:
+    labels = {}
+    for key, values in VOCAB.items():
+        if draw(st.integers(0, 4)) > 0:  # a key is sometimes missing
+            labels[key] = draw(_sample(values))
+    if draw(st.integers(0, 9)) == 0:
+        labels = {}  # sometimes no labels at all
+    addrs = draw(st.lists(leases(), min_size=1, max_size=3))
+    return Workload(name, labels=Labels.of(labels), addresses=tuple(addrs))
+
+
+@st.composite
+def inventories(draw: Draw) -> list[Workload]:
+    n = draw(st.integers(0, 10)) or draw(st.integers(0, 10))  # seldom none
+    return [draw(workloads(f"w{i}")) for i in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Addresses, lists, DNS
+
+
+@st.composite
+def cidrs(draw: Draw) -> str:
+    if draw(st.booleans()):
+        return draw(_sample(FIXED_CIDRS))
+    ip = ipaddress.ip_address(draw(_sample(ALL_IPS)))
+    top = 32 if ip.version == 4 else 128
+    prefix = draw(st.sampled_from((top, top - 1, top - 8, top - 16, top // 2, 0)))
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+@st.composite
+def ip_lists(draw: Draw, name: str) -> IPList:
+    ranges = draw(st.lists(cidrs(), max_size=3))
+    excepts: list[str] = []
+    with_except: bool = draw(st.booleans())
+    if ranges and with_except:
+        excepts = draw(st.lists(cidrs(), max_size=2))
+    fqdns: list[str] = []
+    if draw(st.booleans()):
+        fqdns = draw(st.lists(_sample(NAME_PATTERNS), max_size=2))
+    if not ranges and not fqdns:
+        ranges = [draw(cidrs())]
+    return IPList(name, cidrs=tuple(ranges), except_=tuple(excepts), fqdns=tuple(fqdns))
+
+
+@st.composite
+def dns_evidence(draw: Draw) -> list[tuple[datetime, datetime, str, str]]:
+    """Rows ``(ts, valid_until, ip, name)``, mostly for unmanaged addresses."""
+    rows = []
+    for _ in range(draw(st.integers(0, 12))):
+        ip = draw(_sample(UNMANAGED[:3] + UNMANAGED[5:8] + MANAGED[:2] + ADMIN_IPS[:1]))
+        i = draw(st.integers(0, len(MOMENTS) - 2))
+        j = draw(st.integers(i + 1, len(MOMENTS) - 1))
+        rows.append((MOMENTS[i], MOMENTS[j], ip, draw(_sample(NAMES))))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Selectors
+
+
+@st.composite
+def label_terms(draw: Draw) -> tuple[LabelTerm, ...]:
+    keys = draw(st.lists(_sample(KEYS), min_size=1, max_size=2, unique=True))
+    if len(keys) > 1 and draw(st.booleans()):
+        keys = keys[:1]
+    return tuple(
+        LabelTerm(k, tuple(draw(st.lists(_sample(VOCAB[k]), min_size=1, max_size=2)))) for k in keys
+    )
+
+
+@st.composite
+def address_selectors(draw: Draw, lists: Sequence[str]) -> Selector:
+    kinds = ["cidrs", "fqdn"] + (["iplist"] if lists else [])
+    chosen = draw(st.lists(_sample(kinds), min_size=1, max_size=2, unique=True))
+    iplist = draw(_sample(lists)) if "iplist" in chosen else None
+    ranges: tuple[str, ...] = ()
+    excepts: tuple[str, ...] = ()
+    if "cidrs" in chosen:
+        ranges = tuple(draw(st.lists(cidrs(), min_size=1, max_size=2)))
+        if draw(st.booleans()):
+            excepts = tuple(draw(st.lists(cidrs(), min_size=1, max_size=2)))
+    fqdn = draw(_sample(NAME_PATTERNS)) if "fqdn" in chosen else None
+    return Selector(iplist=iplist, cidrs=ranges, except_=excepts, fqdn=fqdn)
+
+
+@st.composite
+def workload_selectors(
+    draw: Draw, names: Sequence[str], lists: Sequence[str], depth: int = 0
+) -> Selector:
+    """Label terms, `not` (nested, or with an address-only inner) and `workload`, ANDed."""
+    combos: tuple[tuple[str, ...], ...] = (
+        ("labels",),
+        ("labels",),
+        ("labels",),
+        ("not",),
+        ("not",),
+        ("workload",),
+        ("labels", "not"),
+        ("labels", "workload"),
+        ("not", "workload"),
+        ("labels", "not", "workload"),
+    )
+    chosen = list(draw(_sample(combos)))
+    if depth >= 2 and "not" in chosen:
+        chosen.remove("not")
+        if not chosen:
+            chosen = ["labels"]
+    labels = draw(label_terms()) if "labels" in chosen else ()
+    negations: tuple[Selector, ...] = ()
+    if "not" in chosen:
+        kind = draw(st.integers(0, 7))
+        if kind <= 5:
+            inner = draw(workload_selectors(names, lists, depth + 1))
+        elif kind == 6:
+            inner = draw(address_selectors(lists))
+        else:
+            inner = Selector(any=True)
+        negations = (inner,)
+    workload = draw(_sample((*names, "ghost"))) if "workload" in chosen else None
+    return Selector(labels=labels, negations=negations, workload=workload)
+
+
+@st.composite
+def selectors(draw: Draw, names: Sequence[str], lists: Sequence[str]) -> Selector:
+    kind = draw(st.integers(0, 9))
+    if kind <= 5:
+        return draw(workload_selectors(names, lists))
+    if kind <= 7:
+        return draw(address_selectors(lists))
+    return Selector(any=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Services
+
+
+@st.composite
+def services(draw: Draw) -> Service:
+    kind = draw(st.integers(0, 9))
+    if kind <= 3:  # tcp, udp, sctp: all ports, one port, or a range
+        proto = draw(st.sampled_from((6, 6, 17, 132)))
+        shape = draw(st.integers(0, 2))
+        if shape == 0:
+            return Service(proto)
+        if shape == 1:
+            port = draw(_sample(PORTS))
+            return Service(proto, port, port)
+        lo, hi = draw(_sample(PORT_RANGES))
+        return Service(proto, lo, hi)
+    if kind <= 5:  # icmp, icmpv6: all, a type, or a type and a code
+        proto = draw(st.sampled_from((1, 58)))
+        shape = draw(st.integers(0, 2))
+        if shape == 0:
+            return Service(proto)
+        icmp_type = draw(_sample(ICMP_TYPES))
+        code = draw(_sample(ICMP_CODES)) if shape == 2 else None
+        return Service(proto, icmp_type, icmp_type, icmp_code=code)
+    if kind == 6:  # proto/N
+        return Service(draw(_sample((*OTHER_PROTOS, 6, 1))))
+    if kind == 7:  # any
+        return Service()
+    # narrowed: a process, HTTP methods and/or paths
+    narrowed_proto: int | None = draw(st.sampled_from((6, 6, 17, None)))
+    nlo: int | None = None
+    nhi: int | None = None
+    if narrowed_proto is not None and draw(st.booleans()):
+        nlo, nhi = draw(_sample(((80, 80), (8080, 8080), (443, 443), (8000, 8999))))
+    facts = draw(
+        st.lists(_sample(("process", "methods", "paths")), min_size=1, max_size=3, unique=True)
+    )
+    return Service(
+        narrowed_proto,
+        nlo,
+        nhi,
+        process=draw(_sample(PROCESSES)) if "process" in facts else None,
+        http_methods=tuple(draw(st.lists(_sample(METHODS), min_size=1, max_size=2)))
+        if "methods" in facts
+        else (),
+        http_paths=tuple(draw(st.lists(_sample(PATH_PATTERNS), min_size=1, max_size=2)))
+        if "paths" in facts
+        else (),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Policy sets
+
+
+@st.composite
+def policy_sets(draw: Draw, names: Sequence[str]) -> PolicySet:
+    lists = [draw(ip_lists(f"list{i}")) for i in range(draw(st.integers(0, 3)))]
+    list_names = [lst.name for lst in lists]
+    rule_no = 0
+    policies = []
+    for p in range(draw(st.integers(1, 4))):
+        scope = None
+        if draw(st.integers(0, 2)) > 0:
+            terms = draw(label_terms())
+            scope = Selector(labels=terms[:1] if draw(st.booleans()) else terms)
+        rules = []
+        for _ in range(draw(st.integers(0, 5))):
+            rule_no += 1
+            rules.append(
+                Rule(
+                    id=f"r{rule_no}",
+                    from_=draw(selectors(names, list_names)),
+                    to=draw(selectors(names, list_names)),
+                    services=tuple(draw(st.lists(services(), min_size=1, max_size=3))),
+                    action=draw(_sample(ACTIONS)),
+                    from_outside_scope=draw(st.integers(0, 3)) == 0,
+                    same=tuple(
+                        draw(st.lists(_sample(KEYS), max_size=2))
+                        if draw(st.integers(0, 3)) == 0
+                        else ()
+                    ),
+                )
+            )
+        mode = draw(st.one_of(st.none(), _sample(MODES)))
+        # Names are drawn out of order so that sorting by name matters.
+        policies.append(Policy(f"p{draw(st.integers(0, 99)):02d}-{p}", tuple(rules), scope, mode))
+    management = Management()
+    if draw(st.booleans()):
+        management = Management(
+            admin_networks=tuple(draw(st.lists(_sample(ADMIN_NETS), max_size=2))),
+            services=tuple(draw(st.lists(services(), max_size=2))),
+            controllers=tuple(draw(st.lists(_sample(CONTROLLERS), max_size=2))),
+            control_services=tuple(draw(st.lists(services(), max_size=2))),
+        )
+    settings = Settings(default_mode=draw(_sample(MODES)), management=management)
+    return PolicySet(policies=tuple(policies), iplists=tuple(lists), settings=settings)
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversations
+
+CONV_SCHEMA_COLUMNS = (
+    "client_ip",
+    "server_ip",
+    "proto",
+    "server_port",
+    "client_port",
+    "start",
+    "server_process",
+    "http_method",
+    "http_path",
+    "icmp_code",
+)
+
+
+@st.composite
+def moments(draw: Draw) -> datetime:
+    base = draw(_sample((T0 - timedelta(hours=1), *MOMENTS, MOMENTS[-1] + timedelta(hours=1))))
+    shift = draw(_sample((timedelta(0), timedelta(0), -US, timedelta(minutes=30))))
+    result: datetime = base + shift
+    return result
+
+
+Aim = tuple[list[str], list[str], tuple[Service, ...]]
+
+
+class Aims:
+    """For each start time, the rules (and management rules) that some pair of addresses
+    could match, with those addresses: conversations aimed at them make rules fire.
+    Which addresses a side matches is judged by the reference's own selector code."""
+
+    def __init__(
+        self,
+        known: Sequence[str],
+        policy: PolicySet,
+        workloads: Sequence[Workload],
+        dns: Sequence[tuple[datetime, datetime, str, str]],
+    ) -> None:
+        self.pool = sorted({*known, *UNMANAGED, *ADMIN_IPS, *CONTROLLERS})
+        self.policy, self.workloads, self.dns = policy, workloads, dns
+        self._at: dict[datetime, list[Aim]] = {}
+
+    def at(self, start: datetime) -> list[Aim]:
+        if start not in self._at:
+            self._at[start] = self._compute(start)
+        return self._at[start]
+
+    def _compute(self, start: datetime) -> list[Aim]:
+        policy, pool, dns = self.policy, self.pool, self.dns
+        ends = {ip: End(ip, owner_at(ip, start, self.workloads)) for ip in pool}
+        aims: list[Aim] = []
+        for pol, rule in policy.rules():
+            from_scope = None if rule.from_outside_scope else pol.scope
+            clients = [
+                ip
+                for ip in pool
+                if side_matches(rule.from_, from_scope, ends[ip], policy, start, dns)
+            ]
+            servers = [
+                ip for ip in pool if side_matches(rule.to, pol.scope, ends[ip], policy, start, dns)
+            ]
+            aims.append((clients, servers, rule.services))
+        mgmt = policy.settings.management
+        workloads = [ip for ip in pool if ends[ip].workload is not None]
+        admins = [ip for ip in pool if in_cidrs(ip, mgmt.admin_networks)]
+        controllers = [ip for ip in pool if in_cidrs(ip, mgmt.controllers)]
+        aims.append((admins, workloads, mgmt.services))
+        aims.append((workloads, controllers, mgmt.control_services))
+        return [(c, s, svcs) for c, s, svcs in aims if c and s and svcs]
+
+
+def _aimed_ends(draw: Draw, aims: Aims) -> tuple[str, str, datetime, Service] | None:
+    """Ends, a start and a service aimed at a rule that can match at that start."""
+    start = draw(moments())
+    viable = aims.at(start)
+    if not viable:
+        return None
+    clients, servers, services = draw(_sample(viable))
+    return draw(_sample(clients)), draw(_sample(servers)), start, draw(_sample(services))
+
+
+@st.composite
+def conversations(
+    draw: Draw,
+    known: Sequence[str],
+    policy: PolicySet,
+    aims: Aims | None = None,
+) -> dict[str, Any]:
+    """One conversation: half of them aimed at a rule (see :func:`_aimed_ends`), the others
+    between random addresses, mostly known ones, often on one of the policy's services."""
+    aim = draw(st.integers(0, 2)) > 0
+    aimed = _aimed_ends(draw, aims) if aims is not None and aim else None
+    svc: Service | None
+    if aimed is not None:
+        client_ip, server_ip, start, svc = aimed
+    else:
+        pool = (*known, *known, *UNMANAGED, *ADMIN_IPS, *CONTROLLERS)
+        client_ip = draw(_sample(pool))
+        server_ip = draw(_sample(pool))
+        start = draw(moments())
+        all_services = [s for _, r in policy.rules() for s in r.services]
+        mgmt = policy.settings.management
+        all_services += [*mgmt.services, *mgmt.control_services]
+        svc = None
+        if all_services and draw(st.integers(0, 3)) > 0:
+            svc = draw(_sample(all_services))
+    if svc is not None and svc.proto is not None:
+        proto = svc.proto
+    else:
+        proto = draw(_sample((6, 6, 17, 132, 1, 58, 47, 0)))
+    server_port = client_port = -1
+    icmp_code = None
+    if proto in (6, 17, 132):
+        if svc is not None and svc.lo is not None and svc.hi is not None and draw(st.booleans()):
+            # Inside the range mostly, and just outside it at times.
+            inside = (svc.lo, svc.hi, (svc.lo + svc.hi) // 2)
+            edges = (max(svc.lo - 1, 0), min(svc.hi + 1, 65535))
+            server_port = draw(_sample(inside * 3 + edges))
+        elif draw(st.integers(0, 5)) > 0:
+            server_port = draw(_sample(PORTS))
+        client_port = draw(_sample((-1, 8, 40000)))
+    elif proto in (1, 58):
+        if svc is not None and svc.lo is not None and draw(st.integers(0, 3)) > 0:
+            client_port = svc.lo
+        elif draw(st.integers(0, 5)) > 0:
+            client_port = draw(_sample(ICMP_TYPES))
+        if draw(st.booleans()):
+            icmp_code = (
+                svc.icmp_code
+                if svc is not None and svc.icmp_code is not None and draw(st.booleans())
+                else draw(_sample(ICMP_CODES))
+            )
+    # Narrowing facts: each present and agreeing, present and disagreeing, or absent.
+    process = draw(st.one_of(st.none(), _sample(PROCESSES)))
+    if svc is not None and svc.process and draw(st.booleans()):
+        process = svc.process
+    method = draw(st.one_of(st.none(), _sample(METHODS)))
+    if svc is not None and svc.http_methods and draw(st.booleans()):
+        method = draw(_sample(svc.http_methods))
+    path = draw(st.one_of(st.none(), _sample(PATHS)))
+    return {
+        "client_ip": client_ip,
+        "server_ip": server_ip,
+        "proto": proto,
+        "server_port": server_port,
+        "client_port": client_port,
+        "start": start,
+        "server_process": process,
+        "http_method": method,
+        "http_path": path,
+        "icmp_code": icmp_code,
+    }
+
+
+@dataclass(frozen=True)
+class Scenario:
+    policy: PolicySet
+    workloads: list[Workload]
+    dns: list[tuple[datetime, datetime, str, str]]
+    conversations: list[dict[str, Any]]
+
+
+@st.composite
+def scenarios(draw: Draw, max_conversations: int = 40) -> Scenario:
+    inventory = draw(inventories())
+    names = [w.name for w in inventory]
+    policy = draw(policy_sets(names))
+    dns = draw(dns_evidence())
+    known = sorted({a.ip for w in inventory for a in w.addresses}) or list(MANAGED[:2])
+    convs = draw(
+        st.lists(
+            conversations(known, policy, Aims(known, policy, inventory, dns)),
+            min_size=5,
+            max_size=max_conversations,
+        )
+    )
+    return Scenario(policy, inventory, dns, convs)
