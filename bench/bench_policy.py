@@ -15,6 +15,7 @@ Figures, each with its same-run baseline:
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import sys
 import tempfile
@@ -57,7 +58,7 @@ def estate(per_class: int = 5) -> list[Workload]:
 def policy(rng: np.random.Generator) -> PolicySet:
     S = Selector.of
     policies = []
-    pairs = list(zip(ROLES, ROLES[1:], strict=False)) + [("worker", "db"), ("api", "cache")]
+    pairs = [*itertools.pairwise(ROLES), ("worker", "db"), ("api", "cache")]
     for a in range(APPS):
         rules = []
         for f, t in pairs:
@@ -70,13 +71,19 @@ def policy(rng: np.random.Generator) -> PolicySet:
                  (parse_service("tcp/1443"),), from_outside_scope=True)
         )  # fmt: skip
         rules.append(
-            Rule(f"app{a}-web-in", Selector(iplist="internet"), S(role="web"), (parse_service("tcp/443"),))
+            Rule(
+                f"app{a}-web-in",
+                Selector(iplist="internet"),
+                S(role="web"),
+                (parse_service("tcp/443"),),
+            )
         )
         policies.append(Policy(f"app{a}", tuple(rules), scope=S(app=f"app{a}"), mode="full"))
+    anything, everyone = (parse_service("any"),), Selector(any=True)
     glob = (
-        Rule("dev-never-prod", S(env="dev"), S(env="prod"), (parse_service("any"),), action="override-deny"),
-        Rule("smb", Selector(any=True), Selector(any=True), (parse_service("tcp/445"),), action="deny"),
-    )  # fmt: skip
+        Rule("dev-never-prod", S(env="dev"), S(env="prod"), anything, action="override-deny"),
+        Rule("smb", everyone, everyone, (parse_service("tcp/445"),), action="deny"),
+    )
     policies.append(Policy("global", glob))
     internet = IPList("internet", ("0.0.0.0/0",), ("10.0.0.0/8",))
     return PolicySet(tuple(policies), (internet,))
@@ -117,7 +124,9 @@ def conversations(ps: PolicySet, ws: list[Workload], n: int, rng: np.random.Gene
     outside = rng.random(n) < 0.02
     ext = pa.array([f"203.0.{i // 256}.{i % 256}" for i in range(512)])
     client = pa.array(
-        np.where(outside, np.asarray(ext.take(pa.array(rng.integers(512, size=n)))), np.asarray(client)),
+        np.where(
+            outside, np.asarray(ext.take(pa.array(rng.integers(512, size=n)))), np.asarray(client)
+        ),
         pa.string(),
     )
     return pa.table(
@@ -142,7 +151,10 @@ def _reference() -> Any:
 
 
 def _parallel_rate(ident: pa.Table, ir: PolicyIR, threads: int) -> float:
-    chunks = [ident.slice(i, len(ident) // threads + 1) for i in range(0, len(ident), len(ident) // threads + 1)]
+    chunks = [
+        ident.slice(i, len(ident) // threads + 1)
+        for i in range(0, len(ident), len(ident) // threads + 1)
+    ]
     evaluate(ident.slice(0, 100_000), ir)  # warm
     t0 = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:

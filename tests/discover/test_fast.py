@@ -143,7 +143,7 @@ def test_window_and_owners_that_change() -> None:
     arrow = table(*recs).to_pyarrow()
     t0 = min(arrow["start"].to_pylist())
 
-    switch = t0 + timedelta(hours=16)  # after midnight, before the later two conversations
+    switch = t0 + timedelta(hours=1)  # after midnight, before the later two conversations
     labels = {"app": "a", "env": "prod"}
     w = [
         Workload.of("api", labels={**labels, "role": "api"}, addresses=["10.0.0.1"]),

@@ -23,7 +23,17 @@ from typing import Any
 from cellwall.model.inventory import Workload
 from cellwall.model.policy import PolicySet, Selector, Service
 
-__all__ = ["MODE_STRICTNESS", "DnsRow", "owner_at", "reference_judge", "workload_mode"]
+__all__ = [
+    "MODE_STRICTNESS",
+    "DnsRow",
+    "End",
+    "canonical_dns",
+    "in_cidrs",
+    "owner_at",
+    "reference_judge",
+    "side_matches",
+    "workload_mode",
+]
 
 DnsRow = tuple[datetime, datetime, str, str]
 Conversation = Mapping[str, Any]
@@ -96,15 +106,19 @@ def name_matches(name: str, pattern: str) -> bool:
     return name == pattern
 
 
+def canonical_dns(dns: Sequence[DnsRow]) -> list[DnsRow]:
+    """The rows with canonical addresses and normalised names (lower case, no final dot)."""
+    return [
+        (ts, until, str(ipaddress.ip_address(ip)), name.lower().rstrip("."))
+        for ts, until, ip, name in dns
+    ]
+
+
 def dns_named(ip: str, pattern: str, start: datetime, dns: Sequence[DnsRow]) -> bool:
-    """DNS evidence mapped ``ip`` to a name matching ``pattern`` at ``start`` (any valid
-    answer counts, not only the newest)."""
+    """DNS evidence (canonical rows) mapped ``ip`` to a name matching ``pattern`` at
+    ``start``; any answer valid then counts, not only the newest."""
     for ts, valid_until, row_ip, name in dns:
-        if (
-            str(ipaddress.ip_address(row_ip)) == ip
-            and ts <= start < valid_until
-            and name_matches(name, pattern)
-        ):
+        if row_ip == ip and ts <= start < valid_until and name_matches(name, pattern):
             return True
     return False
 
@@ -268,6 +282,7 @@ def reference_judge(
 ) -> tuple[str, str | None, bool, bool]:
     """(verdict, deciding rule id or None, unverified, blocked) for one conversation."""
     start: datetime = conv["start"]
+    dns = canonical_dns(dns)
     client = End(conv["client_ip"], owner_at(conv["client_ip"], start, workloads))
     server = End(conv["server_ip"], owner_at(conv["server_ip"], start, workloads))
 

@@ -35,7 +35,7 @@ from cellwall.model.policy import (
     Service,
     Settings,
 )
-from tests.policy.reference import End, in_cidrs, owner_at, side_matches
+from tests.policy.reference import End, canonical_dns, in_cidrs, owner_at, side_matches
 
 __all__ = [
     "CONV_SCHEMA_COLUMNS",
@@ -45,6 +45,7 @@ __all__ = [
     "inventories",
     "policy_sets",
     "scenarios",
+    "wide_scenarios",
 ]
 
 T = TypeVar("T")
@@ -158,21 +159,24 @@ def leases(draw: Draw) -> AddressLease:
 
 
 @st.composite
-def workloads(draw: Draw, name: str) -> Workload:
+def workloads(draw: Draw, name: str, locs: int = 2) -> Workload:
     labels = {}
     for key, values in VOCAB.items():
         if draw(st.integers(0, 4)) > 0:  # a key is sometimes missing
             labels[key] = draw(_sample(values))
+    if draw(st.booleans()):  # a key that no selector names, only `same`
+        labels["loc"] = f"loc{draw(st.integers(0, locs - 1))}"
     if draw(st.integers(0, 9)) == 0:
         labels = {}  # sometimes no labels at all
-    addrs = draw(st.lists(leases(), min_size=1, max_size=3))
+    # Rarely no address at all: such a workload still has a label class.
+    addrs = draw(st.lists(leases(), min_size=0 if draw(st.integers(0, 9)) == 0 else 1, max_size=3))
     return Workload(name, labels=Labels.of(labels), addresses=tuple(addrs))
 
 
 @st.composite
-def inventories(draw: Draw) -> list[Workload]:
-    n = draw(st.integers(0, 10)) or draw(st.integers(0, 10))  # seldom none
-    return [draw(workloads(f"w{i}")) for i in range(n)]
+def inventories(draw: Draw, most: int = 10, locs: int = 2) -> list[Workload]:
+    n = draw(st.integers(0, most)) or draw(st.integers(0, most))  # seldom none
+    return [draw(workloads(f"w{i}", locs)) for i in range(n)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,7 +375,7 @@ def policy_sets(draw: Draw, names: Sequence[str]) -> PolicySet:
                     action=draw(_sample(ACTIONS)),
                     from_outside_scope=draw(st.integers(0, 3)) == 0,
                     same=tuple(
-                        draw(st.lists(_sample(KEYS), max_size=2))
+                        draw(st.lists(_sample((*KEYS, "loc")), max_size=2))
                         if draw(st.integers(0, 3)) == 0
                         else ()
                     ),
@@ -433,7 +437,7 @@ class Aims:
         dns: Sequence[tuple[datetime, datetime, str, str]],
     ) -> None:
         self.pool = sorted({*known, *UNMANAGED, *ADMIN_IPS, *CONTROLLERS})
-        self.policy, self.workloads, self.dns = policy, workloads, dns
+        self.policy, self.workloads, self.dns = policy, workloads, canonical_dns(dns)
         self._at: dict[datetime, list[Aim]] = {}
 
     def at(self, start: datetime) -> list[Aim]:
@@ -567,6 +571,55 @@ def scenarios(draw: Draw, max_conversations: int = 40) -> Scenario:
         st.lists(
             conversations(known, policy, Aims(known, policy, inventory, dns)),
             min_size=5,
+            max_size=max_conversations,
+        )
+    )
+    return Scenario(policy, inventory, dns, convs)
+
+
+#: Many distinct DNS names, more than fit in one 64-bit word of patterns.
+WIDE_NAMES = tuple(f"h{i}.wide.example.net" for i in range(72))
+
+
+@st.composite
+def wide_scenarios(draw: Draw, max_conversations: int = 60) -> Scenario:
+    """A scenario past the small sizes: dozens of workloads in many label classes, a policy
+    with a rule per DNS name (72 names, some as `*.` patterns), an IP list of 36 names, and
+    the ordinary random policies besides."""
+    inventory = draw(inventories(most=40, locs=12))
+    names = [w.name for w in inventory]
+    base = draw(policy_sets(names))
+    wide = IPList("wide", fqdns=WIDE_NAMES[::2])
+    rules = []
+    for i, name in enumerate(WIDE_NAMES):
+        pattern = "*." + name.split(".", 1)[1] if i % 9 == 8 else name
+        to = draw(selectors(names, ["wide"]))
+        rules.append(
+            Rule(
+                f"n{i}",
+                Selector(fqdn=pattern),
+                to,
+                (draw(services()),),
+                action=draw(_sample(ACTIONS)),
+            )
+        )
+    rules.append(Rule("wide-list", Selector(iplist="wide"), Selector(any=True), (Service(6),)))
+    policy = PolicySet(
+        policies=(*base.policies, Policy(f"p{draw(st.integers(0, 99)):02d}-names", tuple(rules))),
+        iplists=(*base.iplists, wide),
+        settings=base.settings,
+    )
+    dns = draw(dns_evidence())
+    for _ in range(draw(st.integers(5, 20))):
+        ip = draw(_sample(UNMANAGED))
+        i = draw(st.integers(0, len(MOMENTS) - 2))
+        j = draw(st.integers(i + 1, len(MOMENTS) - 1))
+        dns.append((MOMENTS[i], MOMENTS[j], ip, draw(_sample(WIDE_NAMES))))
+    known = sorted({a.ip for w in inventory for a in w.addresses}) or list(MANAGED[:2])
+    convs = draw(
+        st.lists(
+            conversations(known, policy, Aims(known, policy, inventory, dns)),
+            min_size=20,
             max_size=max_conversations,
         )
     )

@@ -163,10 +163,27 @@ def _print_demo(doc: dict[str, Any]) -> None:
         f"  map        {m['app_edges']} app-level and {m['role_edges']} role-level edges "
         "(conversations, bytes, first and last seen)"
     )
+    pol, db = doc["policy"], doc["dbfw"]
+    v = pol["verdicts"]
+    out.print(
+        f"  policy     version {pol['version']} active ({pol['errors']} errors); replay: "
+        f"{v['allowed']:,} allowed, {v['denied']:,} denied, {v['not-allowed']:,} would be "
+        f"blocked; {pol['would_block']:,} blocked under the modes; {pol['escaped']:,} escaped"
+    )
+    out.print(
+        f"  dbfw       {db['attacks_blocked']} of {db['attack_requests']} injection attempts "
+        f"blocked, {db['benign_blocked']} of {db['benign_requests']} ordinary queries blocked"
+    )
     out.print("[bold]results[/]")
     out.print(f"  summary    {doc['out']}/summary.json")
     out.print(f"  estate     {doc['out']}/estate (flows, inventory.yaml, truth.json)")
     out.print(f"  workspace  {doc['workspace']}  (cellwall ... --home {doc['workspace']})")
     out.print(f"  map        {m['app_png']} (and .svg, .json; map-role.json, map-role.csv)")
+    out.print(f"  policy     {pol['policy']} (replay: {pol['replay']}, explain.txt beside it)")
+    out.print(f"  dbfw       {doc['out']}/dbfw (alerts.jsonl, learned.json, summary.json)")
     out.print(f"  lake       {doc['lake']}")
     out.print(f"  try        cellwall flows query --home {doc['workspace']} --port 5432 --limit 10")
+    out.print(f"             cellwall replay --home {doc['workspace']} --json")
+    out.print(
+        f"             cellwall explain --home {doc['workspace']} pay-web-1 pay-api-1 tcp/8443"
+    )

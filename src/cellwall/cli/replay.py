@@ -45,7 +45,9 @@ def _print_replay(doc: dict[str, Any]) -> None:
         if edges:
             out.print(f"[bold]top would-be-blocked edges ({level})[/]")
             for e in edges:
-                out.print(f"  {e['conversations']:>8}  {e['client']} → {e['server']} {e['service']}")
+                out.print(
+                    f"  {e['conversations']:>8}  {e['client']} → {e['server']} {e['service']}"
+                )
     if "parquet" in doc:
         out.print(f"labelled conversations: {doc['parquet']}")
 

@@ -31,9 +31,9 @@ __all__ = [
     "PORT_PROTOS",
     "PROTO_NAMES",
     "RULE_ACTIONS",
+    "IPList",
     "Invariant",
     "InvariantSet",
-    "IPList",
     "LabelTerm",
     "Management",
     "Policy",
@@ -85,13 +85,17 @@ class Service:
                 raise ValueError(f"port range {self.lo}-{self.hi} is not within 0-{top}")
         if self.icmp_code is not None and (self.proto not in ICMP_PROTOS or self.lo is None):
             raise ValueError("an ICMP code needs an ICMP type")
-        object.__setattr__(self, "http_methods", tuple(sorted({m.upper() for m in self.http_methods})))
+        object.__setattr__(
+            self, "http_methods", tuple(sorted({m.upper() for m in self.http_methods}))
+        )
         object.__setattr__(self, "http_paths", tuple(sorted(set(self.http_paths))))
         for p in self.http_paths:
             try:
                 re.compile(p)
             except re.error as exc:
-                raise ValueError(f"HTTP path pattern {p!r} is not a regular expression: {exc}") from None
+                raise ValueError(
+                    f"HTTP path pattern {p!r} is not a regular expression: {exc}"
+                ) from None
 
     @property
     def narrowed(self) -> bool:
@@ -296,7 +300,9 @@ class IPList:
     def __post_init__(self) -> None:
         object.__setattr__(self, "cidrs", tuple(sorted(set(self.cidrs))))
         object.__setattr__(self, "except_", tuple(sorted(set(self.except_))))
-        object.__setattr__(self, "fqdns", tuple(sorted({f.lower().rstrip(".") for f in self.fqdns})))
+        object.__setattr__(
+            self, "fqdns", tuple(sorted({f.lower().rstrip(".") for f in self.fqdns}))
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +319,9 @@ class Invariant:
 
     def __post_init__(self) -> None:
         if self.kind not in INVARIANT_KINDS:
-            raise ValueError(f"invariant {self.id}: kind {self.kind!r} is not one of {INVARIANT_KINDS}")
+            raise ValueError(
+                f"invariant {self.id}: kind {self.kind!r} is not one of {INVARIANT_KINDS}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,8 +365,7 @@ class Management:
     @property
     def empty(self) -> bool:
         return not (
-            (self.admin_networks and self.services)
-            or (self.controllers and self.control_services)
+            (self.admin_networks and self.services) or (self.controllers and self.control_services)
         )
 
 

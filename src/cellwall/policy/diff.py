@@ -114,8 +114,8 @@ def _service_probes(atoms: ServiceAtoms) -> list[tuple[int, int, str]]:
 
 def _probe_table(ends: list[str], services: list[tuple[int, int, str]]) -> pa.Table:
     n, s = len(ends), len(services)
-    ci, si, vi = np.meshgrid(np.arange(n), np.arange(n), np.arange(s), indexing="ij")
-    ci, si, vi = ci.ravel(), si.ravel(), vi.ravel()
+    grid = np.meshgrid(np.arange(n), np.arange(n), np.arange(s), indexing="ij")
+    ci, si, vi = (g.ravel() for g in grid)
     proto = np.asarray([p for p, _, _ in services], np.int64)[vi]
     port = np.asarray([q for _, q, _ in services], np.int64)[vi]
     icmp = np.isin(proto, ICMP_PROTOS)

@@ -86,8 +86,8 @@ class Groups:
         t = ir.terms.count
         self._src_never = np.asarray([r.src.unmanaged is None for r in rules], bool)
         self._dst_never = np.asarray([r.dst.unmanaged is None for r in rules], bool)
-        self._src_need = self._need([r.src.unmanaged for r in rules], t)
-        self._dst_need = self._need([r.dst.unmanaged for r in rules], t)
+        self._src_need = self._requirements([r.src.unmanaged for r in rules], t)
+        self._dst_need = self._requirements([r.dst.unmanaged for r in rules], t)
         self.signatures: dict[bytes, int] = {}
         self._none = np.full(len(self.same_keys), -1, np.int32)
         self._pairs = np.full(0, -1, np.int32)
@@ -96,6 +96,7 @@ class Groups:
         s = ir.atoms.count
         self._plain = np.empty((16, s), np.int32)
         self._need = np.empty((16, s), bool)
+        self._allm = np.empty((16, s), np.int32)
         self._sparse_cache: dict[int, int] = {}
         self.narrowed: list[I32] = []  # per profile: matched narrowed rules, best first
         self._cover_plain: list[tuple[I32, I32]] | None = None
@@ -103,7 +104,7 @@ class Groups:
         self._narrow_pos = np.zeros(0, np.int32)
 
     @staticmethod
-    def _need(reqs: list[tuple[int, ...] | None], terms: int) -> Mask:
+    def _requirements(reqs: list[tuple[int, ...] | None], terms: int) -> Mask:
         out = np.zeros((len(reqs), terms), bool)
         for i, req in enumerate(reqs):
             for t in req or ():
@@ -159,7 +160,8 @@ class Groups:
         return m
 
     def _matched(self, gs: int, gd: int) -> Mask:
-        return self._matched_many(np.asarray([gs], np.int32), np.asarray([gd], np.int32))[0]
+        one = self._matched_many(np.asarray([gs], np.int32), np.asarray([gd], np.int32))
+        return np.asarray(one[0], bool)
 
     def _decide(self, m_ord: Mask, cover: list[tuple[I32, I32]]) -> npt.NDArray[np.int32]:
         out = np.full((len(m_ord), self.ir.atoms.count), -1, np.int32)
@@ -204,7 +206,9 @@ class Groups:
             if p == len(self._plain):
                 self._plain = np.concatenate([self._plain, np.empty_like(self._plain)])
                 self._need = np.concatenate([self._need, np.empty_like(self._need)])
+                self._allm = np.concatenate([self._allm, np.empty_like(self._allm)])
             self._plain[p] = plain
+            self._allm[p] = allm
             self._need[p] = plain != allm
         return p
 
@@ -216,6 +220,11 @@ class Groups:
     def plain(self) -> npt.NDArray[np.int32]:
         """Per profile and atom, the deciding rule without narrowed services (-1: none)."""
         return self._plain[: len(self._profile_index)]
+
+    @property
+    def with_narrowed(self) -> npt.NDArray[np.int32]:
+        """Per profile and atom, the deciding rule when narrowed services count as matching."""
+        return self._allm[: len(self._profile_index)]
 
     @property
     def need(self) -> Mask:
@@ -240,7 +249,7 @@ class Groups:
                     (part // nd).astype(np.int32), (part % nd).astype(np.int32)
                 )
             prof = self._pairs[code]
-        return prof
+        return np.asarray(prof, np.int32)
 
     def _grow(self, ns: int, nd: int) -> None:
         old_s, old_d = self._cap
@@ -261,4 +270,4 @@ class Groups:
             )
             out[todo[lo : lo + _CHUNK]] = found
             self._sparse_cache.update(zip(part.tolist(), found.tolist(), strict=True))
-        return out[inv.reshape(-1)]
+        return np.asarray(out[inv.reshape(-1)], np.int32)

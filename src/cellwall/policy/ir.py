@@ -85,7 +85,9 @@ class Management:
 
     @property
     def empty(self) -> bool:
-        return not ((self.admin and self.admin_services) or (self.controllers and self.control_services))
+        return not (
+            (self.admin and self.admin_services) or (self.controllers and self.control_services)
+        )
 
 
 def _all_services(ps: PolicySet) -> list[Service]:

@@ -45,7 +45,7 @@ class Judge:
         self.close()
 
     def identify(self, t: pa.Table) -> pa.Table:
-        """``t`` plus ``client_workload``/``server_workload`` and ``client_class``/``server_class``."""
+        """``t`` plus the ``client_``/``server_`` ``workload`` and ``class`` of each end."""
         names = self.resolver.names
         for side in ("client", "server"):
             idx = self.resolver.owner_indices(t[f"{side}_ip"], t["start"])

@@ -115,11 +115,14 @@ class ReplayResult:
 
 
 def replay_batches(conv: Any, batch_rows: int = BATCH) -> Iterator[pa.Table]:
-    """The conversations of an Ibis expression as Arrow tables of at most ``batch_rows``."""
-    reader = conv.to_pyarrow_batches(chunk_size=batch_rows)
-    for b in reader:
-        if b.num_rows:
-            yield pa.Table.from_batches([b])
+    """The conversations of an Ibis expression as Arrow tables of at most ``batch_rows``.
+
+    The orientation pass needs every record of the window at once (its window functions
+    see the whole window), so its result is materialised and then cut into batches.
+    """
+    table = conv.to_pyarrow()
+    for lo in range(0, table.num_rows, batch_rows):
+        yield table.slice(lo, batch_rows)
 
 
 def _end_names(j: Judge, t: pa.Table, side: str) -> pa.Array:

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from cellwall.demo import DemoConfig, generate
 from cellwall.errors import UsageError
 from cellwall.inventory import InventoryStore, Resolver
 from cellwall.lake.layout import LakeLayout
+from cellwall.services.dbfw import demo_dbfw
+from cellwall.services.demo_policy import demo_policy_stage
 from cellwall.services.ingest import Progress, ingest_paths
 from cellwall.services.inventory import check_inventory, load_inventory
 from cellwall.workspace import Workspace
@@ -100,6 +103,14 @@ def draw_maps(ws: Workspace, folder: Path) -> dict[str, Any]:
     return written
 
 
+def _newest(ws: Workspace) -> datetime:
+    """The start of the newest flow in the lake (the demo's "today")."""
+    from cellwall.engine import connect
+    from cellwall.lake.scan import newest_start
+
+    return newest_start(connect(), LakeLayout(ws.lake)) or datetime.now(UTC)
+
+
 def run_demo(
     out: Path,
     config: DemoConfig,
@@ -131,6 +142,8 @@ def run_demo(
     check = check_inventory(ws)
     coverage = identity_coverage(ws)
     maps = draw_maps(ws, out / "map")
+    policy = demo_policy_stage(ws, out, _newest(ws))
+    dbfw = demo_dbfw(out / "dbfw")
     summary = {
         "out": str(out),
         "workspace": str(ws.home),
@@ -141,6 +154,8 @@ def run_demo(
         "inventory_check": {k: v for k, v in check.items() if k != "findings"},
         "identity": coverage,
         "map": maps,
+        "policy": policy,
+        "dbfw": dbfw,
         "truth": str(docs["truth"]),
         "seconds": round(time.perf_counter() - started, 2),
     }
