@@ -37,8 +37,18 @@ ROOT = HERE.parent
 
 
 def _pgbench(bindir: Path, port: int, args: list[str], cwd: Path) -> str:
-    cmd = [str(bindir / "pgbench"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-           "-n", *args, "shop"]  # fmt: skip
+    cmd = [
+        str(bindir / "pgbench"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-U",
+        "postgres",
+        "-n",
+        *args,
+        "shop",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"pgbench failed: {done.stderr.strip()[-500:]}")
@@ -55,16 +65,45 @@ def _tps(output: str) -> float:
 def _p50_us(bindir: Path, port: int, seconds: int, work: Path, tag: str) -> float:
     logdir = work / tag
     logdir.mkdir()
-    _pgbench(bindir, port, ["-S", "-M", "prepared", "-c", "1", "-j", "1", "-T", str(seconds),
-                            "-l", "--log-prefix", str(logdir / "tx")], work)  # fmt: skip
+    _pgbench(
+        bindir,
+        port,
+        [
+            "-S",
+            "-M",
+            "prepared",
+            "-c",
+            "1",
+            "-j",
+            "1",
+            "-T",
+            str(seconds),
+            "-l",
+            "--log-prefix",
+            str(logdir / "tx"),
+        ],
+        work,
+    )
     lat = [int(line.split()[2]) for f in logdir.iterdir() for line in f.read_text().splitlines()]
     return float(statistics.median(lat))
 
 
 def _start_proxy(home: Path, pg_port: int, port: int, mode: str) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "cellwall.cli", "dbproxy", "--listen", f"127.0.0.1:{port}",
-           "--upstream", f"127.0.0.1:{pg_port}", "--mode", mode, "--home", str(home),
-           "--no-inventory"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "cellwall.cli",
+        "dbproxy",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--upstream",
+        f"127.0.0.1:{pg_port}",
+        "--mode",
+        mode,
+        "--home",
+        str(home),
+        "--no-inventory",
+    ]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
     assert proc.stderr is not None
     line = proc.stderr.readline().decode()
@@ -80,8 +119,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def classification_rate(n: int = 60_000) -> dict[str, float]:
-    from cellwall.dbfw import AlertSink, Classifier, ClientIdentity, Firewall, Mode, Profiles
-    from cellwall.dbfw import libinjection_detector
+    from cellwall.dbfw import (
+        AlertSink,
+        Classifier,
+        ClientIdentity,
+        Firewall,
+        Mode,
+        Profiles,
+        libinjection_detector,
+    )
     from cellwall.dbfw.demoapp import benign_requests
 
     rng = random.Random(5)
@@ -92,9 +138,15 @@ def classification_rate(n: int = 60_000) -> dict[str, float]:
         "VALUES ({t}, {b}, {a}, {d}, CURRENT_TIMESTAMP);",
     ]
     mix = [r.sql for r in benign_requests(n // 2, seed=11)]
-    mix += [rng.choice(pgb).format(a=rng.randrange(1, 10**6), d=rng.randrange(-5000, 5000),
-                                   t=rng.randrange(1, 50), b=rng.randrange(1, 5))
-            for _ in range(n - len(mix))]  # fmt: skip
+    mix += [
+        rng.choice(pgb).format(
+            a=rng.randrange(1, 10**6),
+            d=rng.randrange(-5000, 5000),
+            t=rng.randrange(1, 50),
+            b=rng.randrange(1, 5),
+        )
+        for _ in range(n - len(mix))
+    ]
     rng.shuffle(mix)
     who = ClientIdentity("app", "app", "app", "")
     fw = Firewall(Mode.LEARN, Classifier(libinjection_detector()), Profiles(), AlertSink())

@@ -12,15 +12,27 @@ from tests.flowfiles import TESTDATA
 SQL = TESTDATA / "sql"
 
 _FAMILIES = (
-    ("out-of-band", re.compile(r"load_file|outfile|dumpfile|dblink|program|nslookup|xp_dirtree|"
-                               r"utl_http|utl_inaddr|lo_import|pg_read_file|\\\\\\\\", re.I)),
+    (
+        "out-of-band",
+        re.compile(
+            r"load_file|outfile|dumpfile|dblink|program|nslookup|xp_dirtree|"
+            r"utl_http|utl_inaddr|lo_import|pg_read_file|\\\\\\\\",
+            re.I,
+        ),
+    ),
     ("time", re.compile(r"sleep|benchmark\(|waitfor|delay", re.I)),
-    ("stacked", re.compile(r";\s*(select|insert|update|delete|drop|create|exec|declare|copy|"
-                           r"alter|grant|shutdown|truncate)", re.I)),
+    (
+        "stacked",
+        re.compile(
+            r";\s*(select|insert|update|delete|drop|create|exec|declare|copy|"
+            r"alter|grant|shutdown|truncate)",
+            re.I,
+        ),
+    ),
     ("union", re.compile(r"union", re.I)),
     ("error", re.compile(r"cast\(|convert\(|extractvalue|updatexml|::int|exp\(|floor\(rand", re.I)),
     ("boolean", re.compile(r"\b(or|and|having|xor)\b|\|\||&&|=", re.I)),
-)  # fmt: skip
+)
 
 _FILES = (
     "payloadbox/Intruder/detect/Generic_SQLI.txt",
@@ -76,6 +88,7 @@ def attack_payloads(per_family: int = 80) -> list[tuple[str, str]]:
 
 def benign_statements() -> dict[str, list[str]]:
     """Whole benign statements by source: TPC-H, TPC-DS, pgbench/OLTP, Zeek-captured."""
+
     def jsonl(rel: str, key: str = "query") -> list[str]:
         lines = (SQL / rel).read_text().splitlines()
         docs = [json.loads(x)[key] for x in lines if x.strip()]
@@ -102,5 +115,10 @@ def pgbench_scripts() -> list[Path]:
     return sorted((SQL / "benign/oltp").glob("pgbench_*.sql"))
 
 
-__all__ = ["attack_payloads", "benign_statements", "family", "libinjection_false_positives",
-           "pgbench_scripts"]  # fmt: skip
+__all__ = [
+    "attack_payloads",
+    "benign_statements",
+    "family",
+    "libinjection_false_positives",
+    "pgbench_scripts",
+]

@@ -35,11 +35,27 @@ def free_port() -> int:
 def make_cert(directory: Path, name: str = "server") -> tuple[Path, Path]:
     cert, key = directory / f"{name}.crt", directory / f"{name}.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     key.chmod(0o600)
     return cert, key
 
@@ -54,14 +70,21 @@ class PgServer:
     def data(self) -> Path:
         return self.root / "data"
 
-    def dsn(self, port: int | None = None, user: str = "postgres", dbname: str = "shop",
-            **extra: str) -> str:  # fmt: skip
-        parts = {"host": "127.0.0.1", "port": str(port or self.port), "user": user,
-                 "dbname": dbname, "sslmode": "disable", "connect_timeout": "10"}  # fmt: skip
+    def dsn(
+        self, port: int | None = None, user: str = "postgres", dbname: str = "shop", **extra: str
+    ) -> str:
+        parts = {
+            "host": "127.0.0.1",
+            "port": str(port or self.port),
+            "user": user,
+            "dbname": dbname,
+            "sslmode": "disable",
+            "connect_timeout": "10",
+        }
         if user in PASSWORDS:
             parts["password"] = PASSWORDS[user]
         parts.update(extra)
-        return " ".join(f"{k}={v}" for k, v in parts.items())
+        return " ".join(f"{k}='{v}'" if " " in v else f"{k}={v}" for k, v in parts.items())
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "PGPASSWORD": PASSWORDS["shop"]}
@@ -72,10 +95,24 @@ class PgServer:
     def start(self) -> None:
         b = self.bindir
         subprocess.run(
-            self._as_owner([str(b / "initdb"), "-D", str(self.data), "-A", "trust", "-U",
-                            "postgres", "-E", "UTF8", "--no-sync", "--locale=C"]),
-            check=True, capture_output=True,
-        )  # fmt: skip
+            self._as_owner(
+                [
+                    str(b / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                    "--locale=C",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
         cert, key = make_cert(self.data)
         conf = f"""
 port = {self.port}
@@ -102,10 +139,22 @@ ssl_key_file = '{key}'
             shutil.chown(cert, "postgres")
             shutil.chown(key, "postgres")
         subprocess.run(
-            self._as_owner([str(b / "pg_ctl"), "-D", str(self.data), "-l",
-                            str(self.data / "log"), "-w", "-t", "60", "start"]),
-            check=True, capture_output=True,
-        )  # fmt: skip
+            self._as_owner(
+                [
+                    str(b / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.data / "log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
         self._provision()
 
     def _provision(self) -> None:
@@ -125,10 +174,11 @@ ssl_key_file = '{key}'
 
     def stop(self) -> None:
         subprocess.run(
-            self._as_owner([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m",
-                            "immediate", "stop"]),
+            self._as_owner(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]
+            ),
             capture_output=True,
-        )  # fmt: skip
+        )
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -58,8 +58,13 @@ def running_proxy(
     store = FingerprintStore(ws.engine) if ws is not None else None
     profiles = Profiles(store.statuses() if store is not None else {})
     firewall = Firewall(mode, Classifier(libinjection_detector()), profiles, AlertSink(alerts))
-    config = ProxyConfig(("127.0.0.1", 0), ("127.0.0.1", upstream_port), tls or TLSConfig(),
-                         max_message=max_message, flush_interval=0.5)  # fmt: skip
+    config = ProxyConfig(
+        ("127.0.0.1", 0),
+        ("127.0.0.1", upstream_port),
+        tls or TLSConfig(),
+        max_message=max_message,
+        flush_interval=0.5,
+    )
     loop = asyncio.new_event_loop()
     proxy = DbProxy(config, firewall, store=store, sources=sources)
     stop = asyncio.Event()

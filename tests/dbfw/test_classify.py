@@ -107,7 +107,8 @@ def test_libinjection_false_positive_list(classifier: Classifier) -> None:
     5% still trip the literal check (measured: 18 of 421)."""
     inputs = libinjection_false_positives()
     flagged = [
-        s for s in inputs
+        s
+        for s in inputs
         if classifier.analyse("SELECT a FROM t WHERE b = '" + s.replace("'", "''") + "'").hits
-    ]  # fmt: skip
+    ]
     assert len(inputs) > 400 and len(flagged) / len(inputs) <= 0.05

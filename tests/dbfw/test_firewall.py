@@ -23,9 +23,14 @@ OTHER = ClientIdentity("batch-1", "shop", "shop", "etl")
 
 def firewall(mode: Mode, alerts: Path | None = None) -> Firewall:
     ids = iter(range(1, 10**6))
-    return Firewall(mode, Classifier(libinjection_detector()), Profiles(), AlertSink(alerts),
-                    clock=lambda: datetime(2026, 6, 1, tzinfo=UTC),
-                    alert_id=lambda: f"a{next(ids)}")  # fmt: skip
+    return Firewall(
+        mode,
+        Classifier(libinjection_detector()),
+        Profiles(),
+        AlertSink(alerts),
+        clock=lambda: datetime(2026, 6, 1, tzinfo=UTC),
+        alert_id=lambda: f"a{next(ids)}",
+    )
 
 
 def learned(mode: Mode = Mode.ENFORCE, alerts: Path | None = None) -> Firewall:

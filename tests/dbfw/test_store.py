@@ -31,8 +31,9 @@ def test_counts_accumulate_across_flushes(ws: Workspace) -> None:
     store.record(p.take())
     rows = {r.fingerprint: r for r in store.find()}
     assert rows["f1"].count == 5 and rows["f1"].first_seen == T0 and rows["f1"].last_seen == T1
-    assert rows["f2"].status == "learned" and store.statuses() == {WHO: {"f1": "learned",
-                                                                        "f2": "learned"}}
+    assert rows["f2"].status == "learned" and store.statuses() == {
+        WHO: {"f1": "learned", "f2": "learned"}
+    }
 
 
 def test_review_changes_status_and_is_audited(ws: Workspace) -> None:

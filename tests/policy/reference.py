@@ -123,10 +123,27 @@ def dns_named(ip: str, pattern: str, start: datetime, dns: Sequence[DnsRow]) -> 
     return False
 
 
+def check_selector(sel: Selector) -> None:
+    workload_terms = bool(sel.labels or sel.negations or sel.workload is not None)
+    address_terms = bool(sel.iplist is not None or sel.cidrs or sel.fqdn is not None)
+    if sel.any and (workload_terms or address_terms or sel.except_):
+        raise ValueError(f"{sel}: `any: true` stands alone")
+    if workload_terms and address_terms:
+        raise ValueError(f"{sel}: selector-mixed")
+    if not (sel.any or workload_terms or address_terms):
+        raise ValueError(f"{sel}: selector-empty")
+    if sel.except_ and not sel.cidrs:
+        raise ValueError(f"{sel}: `except` without `cidrs`")
+
+
 def selector_matches(
     sel: Selector, end: End, policy: PolicySet, start: datetime, dns: Sequence[DnsRow]
 ) -> bool:
-    """``sel`` matches ``end``, judged without any scope. A selector is an AND of its keys."""
+    """``sel`` matches ``end``, judged without any scope. A selector is an AND of its keys.
+
+    The selectors that docs/policy.md calls errors (empty, mixed, `any` with other keys)
+    are refused rather than given a meaning."""
+    check_selector(sel)
     w = end.workload
     # Workload terms match workloads only.
     if sel.labels or sel.negations or sel.workload is not None:

@@ -768,3 +768,19 @@ def test_reference_judges_every_drawn_conversation(scenario: Scenario) -> None:
         assert (rule_id is None) == (verdict == "not-allowed")
         assert not (unverified and rule_id is None)
         assert isinstance(blocked, bool)
+
+
+@pytest.mark.parametrize(
+    "sel",
+    [
+        Selector(),
+        Selector(any=True, labels=(LabelTerm("role", ("web",)),)),
+        Selector(labels=(LabelTerm("role", ("web",)),), cidrs=("10.0.0.0/8",)),
+        Selector(workload="a", fqdn="x.example.com"),
+        Selector(except_=("10.0.0.0/8",)),
+    ],
+)
+def test_selectors_that_the_language_refuses_are_refused(sel: Selector) -> None:
+    ps = one_policy(Rule("r", sel, Selector(any=True), svc("tcp")))
+    with pytest.raises(ValueError):
+        reference_judge(conv("8.8.8.8", "10.0.0.1"), ps, AB)

@@ -255,6 +255,83 @@ def test_since_limits_the_window_and_an_empty_window_names_the_newest_flow(mini:
 
 
 # ---------------------------------------------------------------------------------------------
+# Zeek: ICMP types, and an exporter that reports no action
+
+ZEEK_FIELDS = (
+    "ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto duration orig_bytes "
+    "resp_bytes history orig_pkts orig_ip_bytes resp_pkts resp_ip_bytes"
+).split()
+ZEEK_TYPES = ("time string addr port addr port enum interval count count string count count "
+              "count count").split()  # fmt: skip
+ZEEK_POLICY = """\
+apiVersion: cellwall/v1
+kind: Policy
+metadata: {name: pings, owner: security}
+spec:
+  rules:
+    - {id: web-pings-api, from: {role: web}, to: {role: api}, services: [icmp/8]}
+    - {id: web-dns-api, from: {role: web}, to: {role: api}, services: [udp/53]}
+"""
+
+
+def zeek_conn_log() -> str:
+    """A ping (echo request 8, answered by 0), a timestamp request (13 → 14) and a DNS query,
+    web-1 → api-1 on 2 November."""
+    t = int(D1.timestamp())
+    rows = [
+        [f"{t}.000000", "C1", WEB, "8", API, "0", "icmp", "1.0", "56", "56", "-"],
+        [f"{t + 60}.000000", "C2", WEB, "13", API, "14", "icmp", "1.0", "56", "56", "-"],
+        [f"{t + 120}.000000", "C3", WEB, "51000", API, "53", "udp", "0.1", "40", "80", "Dd"],
+    ]
+    head = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)",
+            "#unset_field\t-", "#path\tconn", "#open\t2026-11-02-00-00-00",
+            "#fields\t" + "\t".join(ZEEK_FIELDS), "#types\t" + "\t".join(ZEEK_TYPES)]  # fmt: skip
+    body = ["\t".join([*r, "1", "84", "1", "84"]) for r in rows]
+    return "\n".join([*head, *body, "#close\t2026-11-02-23-59-59"]) + "\n"
+
+
+def _zeek_workspace(root: Path, *, with_vpc: bool) -> tuple[Workspace, Path]:
+    (root / "conn.log").write_text(zeek_conn_log())
+    (root / "inventory.yaml").write_text(MINI_INVENTORY)
+    policy = root / "policy"
+    policy.mkdir()
+    (policy / "policy.yaml").write_text(ZEEK_POLICY)
+    ws = Workspace.resolve(root / "home")
+    assert ingest_paths(ws, [root / "conn.log"], fmt="zeek").to_dict()["stored"] == 3
+    if with_vpc:
+        (root / "flows.log").write_text("\n".join(mini_flow_lines()) + "\n")
+        assert ingest_paths(ws, [root / "flows.log"], fmt="vpc").to_dict()["stored"] == 16
+    assert load_inventory(ws, [root / "inventory.yaml"])["errors"] == 0
+    return ws, policy
+
+
+def test_zeek_icmp_is_judged_by_the_type_the_client_sent(tmp_path: Path) -> None:
+    ws, policy = _zeek_workspace(tmp_path, with_vpc=False)
+    parquet = tmp_path / "out.parquet"
+    doc = run_replay(ws, ReplayQuery(policy_dir=policy, parquet_out=parquet))
+    assert doc["verdicts"] == {"allowed": 2, "denied": 0, "not-allowed": 1}
+    got = {(r["service"], r["client_port"]): (r["verdict"], r["rule_id"]) for r in _rows(parquet)}
+    assert got == {
+        ("icmp", 8): ("allowed", "web-pings-api"),
+        ("icmp", 13): ("not-allowed", None),
+        ("udp/53", 51000): ("allowed", "web-dns-api"),
+    }
+    assert doc["escaped"] == 0  # Zeek observes; it accepts nothing
+
+
+def test_a_lake_of_vpc_and_zeek_reports_zeek_as_exporter_unknown(tmp_path: Path) -> None:
+    """Zeek records carry no action: their conversations are the exporter `unknown`
+    (replay.py's own label), beside VPC's ACCEPT and REJECT, in one document."""
+    ws, policy = _zeek_workspace(tmp_path, with_vpc=True)
+    doc = run_replay(ws, ReplayQuery(policy_dir=policy))
+    assert sum(doc["verdicts"].values()) == 8 + 3
+    pairs = {(e["exporter"], e["verdict"]): e["conversations"] for e in doc["exporter_vs_policy"]}
+    assert pairs[("unknown", "allowed")] == 2
+    assert pairs[("unknown", "not-allowed")] == 1
+    assert sum(n for (ex, _), n in pairs.items() if ex in ("ACCEPT", "REJECT")) == 8
+
+
+# ---------------------------------------------------------------------------------------------
 # A small demo estate
 
 START = datetime(2026, 11, 2, tzinfo=UTC)

@@ -48,17 +48,28 @@ def map_command(
         bool,
         typer.Option("--hygiene", help="Print label-hygiene findings (JSON) instead of the map."),
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            envvar="CELLWALL_ENGINE",
+            help="duckdb (embedded, the default) or spark (PySpark local mode).",
+        ),
+    ] = "duckdb",
     home: HomeOpt = None,
     lake: LakeOpt = None,
     now: NowOpt = None,
 ) -> None:
     """Draw the dependency map: who talks to whom, counted in conversations."""
     from cellwall.discover.render import FORMATS, render
-    from cellwall.services.map import MapQuery, build_dependency_map, label_findings
+    from cellwall.engine import ENGINES
+    from cellwall.services.map import MapQuery, build_dependency_map, hygiene_report
 
     with handled():
         if fmt not in FORMATS:
             raise UsageError(f"--format {fmt!r}: use " + ", ".join(FORMATS))
+        if engine not in ENGINES:
+            raise UsageError(f"--engine {engine!r}: use " + " or ".join(ENGINES))
         if fmt == "png" and out_file is None and sys.stdout.isatty():
             raise UsageError("a PNG goes to a file", hint="add --out map.png")
         selector: dict[str, str] = {}
@@ -74,10 +85,11 @@ def map_command(
             labels=selector,
             services=tuple(service or ()),
             iplist_files=tuple(iplists or ()),
+            engine=engine,
         )
         if hygiene:
-            findings = label_findings(workspace(home, lake), query)
-            sys.stdout.write(json.dumps({"findings": findings}, indent=2) + "\n")
+            report = hygiene_report(workspace(home, lake), query)
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
             return
         result = build_dependency_map(workspace(home, lake), query)
         data = render(result, fmt)

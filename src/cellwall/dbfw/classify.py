@@ -173,6 +173,15 @@ class Classifier:
             facts.housekeeping,
         )
 
+    def _literal_injection(self, value: str) -> bool:
+        if self._detect is None or not 2 < len(value) <= self._max_literal:
+            return False
+        if not _BREAKOUT.search(value):
+            return False
+        # a backslash-escaped quote is data here, but breaks out wherever the value is
+        # reused with backslash escapes (MySQL, E'' strings, a second-order injection)
+        return self._detect(value) or ("\\'" in value and self._detect(value.replace("\\'", "'")))
+
     def _lexical(self, text: str, has_setop: bool) -> tuple[list[Hit], str | None]:
         tokens = pg.scan(text)
         hits: list[Hit] = []
@@ -182,11 +191,7 @@ class Classifier:
             name = tok.name
             if name == "SCONST" and self._detect is not None:
                 value = _literal_value(text[tok.start : tok.end + 1])
-                if (
-                    2 < len(value) <= self._max_literal
-                    and _BREAKOUT.search(value)
-                    and self._detect(value)
-                ):
+                if self._literal_injection(value):
                     hits.append(Hit("libinjection", value[:60]))
             elif name in ("SQL_COMMENT", "C_COMMENT"):
                 hits.extend(_comment_hits(text, tokens, i))

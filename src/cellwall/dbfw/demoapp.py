@@ -132,7 +132,10 @@ def _benign_values(endpoint: Endpoint, rng: random.Random) -> dict[str, object]:
         "status": lambda: rng.choice(_STATUSES),
         "author": lambda: f"{rng.choice(_FIRST)}.{n}@example.org",
         "body": lambda: f"{_text(rng, rng.randrange(3, 12))}; rated {n % 5 + 1}/5 ({n}) - thanks!",
-        "since": lambda: f"2026-{1 + n % 12:02d}-{1 + n % 28:02d}",
+        "since": lambda: (
+            f"2026-{1 + n % 12:02d}-{1 + n % 28:02d} {n % 86400 // 3600:02d}:"
+            f"{n % 3600 // 60:02d}:{n % 60:02d}"
+        ),
     }
     return {k: gen[k]() for k in (*endpoint.text_holes, *endpoint.number_holes)}
 

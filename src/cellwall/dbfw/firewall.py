@@ -101,6 +101,8 @@ class Firewall:
         self.checked += 1
         analysis = self.classifier.analyse(text)
         hits = self.reasons(identity, analysis)
+        if analysis.housekeeping and not hits:
+            return Decision(False, analysis)
         now = self.clock()
         learn = self.mode is Mode.LEARN
         if not hits or learn:

@@ -168,9 +168,15 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
 }
 _COMPARE = frozenset(_OPS)
 _HOUSEKEEPING = frozenset(
-    {"TransactionStmt", "VariableSetStmt", "VariableShowStmt", "DiscardStmt", "DeallocateStmt",
-     "ClosePortalStmt"}
-)  # fmt: skip
+    {
+        "TransactionStmt",
+        "VariableSetStmt",
+        "VariableShowStmt",
+        "DiscardStmt",
+        "DeallocateStmt",
+        "ClosePortalStmt",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,6 +170,7 @@ class DbProxy:
             task.cancel()
         if self._sessions:
             await asyncio.gather(*self._sessions, return_exceptions=True)
+        await asyncio.sleep(0.05)  # let closed transports run their connection_lost
         if self._server is not None:
             await self._server.wait_closed()
         if self._flusher is not None:

@@ -165,28 +165,25 @@ class Session:
         self.done = loop.create_future()
         self.client.on_lost = self._lost
         try:
-            ok = await asyncio.wait_for(self._startup(), self.proxy.config.startup_timeout)
+            if await self._start():
+                self._relay()
+                await self.done
+        finally:
+            self._close()
+
+    async def _start(self) -> bool:
+        try:
+            return await asyncio.wait_for(self._startup(), self.proxy.config.startup_timeout)
         except ProtocolError as exc:
             self.proxy.stats.protocol_errors += 1
             self._fatal("08P01", f"cellwall: {exc.message}")
-            return
         except SessionEnded:
-            self._close()
-            return
+            pass
         except TimeoutError:
             self._fatal("08006", "cellwall: the startup did not complete in time")
-            return
         except (OSError, ssl.SSLError) as exc:
             self._fatal("08006", f"cellwall: cannot reach the upstream server: {exc}")
-            return
-        if not ok:
-            self._close()
-            return
-        try:
-            self._relay()
-            await self.done
-        finally:
-            self._close()
+        return False
 
     async def _read_startup(self) -> p.StartupPacket:
         head = await self.client.read(4)

@@ -1,5 +1,6 @@
-"""The query engine: Ibis expressions over the flow lake, run on DuckDB (embedded) by default."""
+"""The query engine: Ibis expressions over the flow lake, on DuckDB (embedded, the default)
+or Spark (PySpark)."""
 
-from cellwall.engine.backend import connect
+from cellwall.engine.backend import ENGINES, connect
 
-__all__ = ["connect"]
+__all__ = ["ENGINES", "connect"]

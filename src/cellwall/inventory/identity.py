@@ -146,6 +146,19 @@ def _ts_us(ts: pa.Array | pa.ChunkedArray) -> pa.Array:
     return ts.cast(pa.timestamp("us", tz="UTC"), safe=False).view(pa.int64())
 
 
+def _encoded(a: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
+    """A dictionary-encoded string column (kept as it is when it already is one)."""
+    if isinstance(a, pa.ChunkedArray):
+        if pa.types.is_dictionary(a.type):
+            a = a.unify_dictionaries()
+        a = a.combine_chunks()
+    if pa.types.is_dictionary(a.type):
+        if a.dictionary.type != pa.string():
+            a = pa.DictionaryArray.from_arrays(a.indices, a.dictionary.cast(pa.string()))
+        return a
+    return pc.dictionary_encode(a.cast(pa.string()))
+
+
 def _strings(a: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(a, pa.ChunkedArray):
         a = a.combine_chunks()
@@ -196,10 +209,9 @@ class Resolver:
         self, ips: pa.Array | pa.ChunkedArray, ts: pa.Array | pa.ChunkedArray
     ) -> npt.NDArray[np.int64]:
         """:meth:`owners` as indexes into ``self.workloads`` (-1 where no workload did)."""
-        ips, us = _strings(ips), _ts_us(ts)
-        if len(ips) != len(us):
+        if len(ips) != len(ts):
             raise ValueError("addresses and times must have the same length")
-        enc = pc.dictionary_encode(ips)
+        enc = _encoded(ips)
         seg_code = pc.index_in(self._seg_ip, value_set=enc.dictionary)
         wanted = pc.is_valid(seg_code)
         segs = pa.table(
@@ -212,9 +224,28 @@ class Resolver:
         )
         out = np.full(len(ips), -1, np.int64)
         if segs.num_rows:
-            keep = pc.and_(pc.is_in(enc.indices, value_set=segs["code"]), pc.is_valid(us))
-            rows = np.flatnonzero(np.asarray(keep.fill_null(False)))
-            flows = pa.table({"rid": rows, "code": enc.indices.take(rows), "ts": us.take(rows)})
+            # an address with one segment for all time has its owner whatever the time:
+            # one lookup per row; only the others need the as-of join
+            codes = np.asarray(segs["code"].to_numpy(), np.int64)
+            counts = np.bincount(codes, minlength=len(enc.dictionary))
+            always = (
+                (np.asarray(segs["start"].to_numpy()) == MIN_US)
+                & (np.asarray(segs["until"].to_numpy()) == MAX_US)
+                & (counts[codes] == 1)
+            )
+            static = np.full(len(enc.dictionary) + 1, -1, np.int64)
+            static[codes[always]] = np.asarray(segs["owner"].to_numpy(), np.int64)[always]
+            idx = np.asarray(enc.indices.fill_null(-1).to_numpy(), np.int64)
+            out = static[idx]
+            timed = np.zeros(len(static), bool)
+            timed[codes[~always]] = True
+            rows = np.flatnonzero(timed[idx])
+            if not len(rows):
+                return out  # no address changed hands: times are not needed
+            us = _ts_us(ts).take(pa.array(rows))
+            rows = rows[np.asarray(us.is_valid())]
+            us = us.drop_null()
+            flows = pa.table({"rid": rows, "code": enc.indices.take(rows), "ts": us})
             found = self._asof(flows, segs)
             out[np.asarray(found["rid"])] = np.asarray(found["owner"])
         return out

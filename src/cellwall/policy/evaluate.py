@@ -71,7 +71,7 @@ def _unmanaged(
     ir: PolicyIR, t: Any, side: str, rows: npt.NDArray[np.intp], dns: pa.Table | None
 ) -> I32:
     """Endpoint ids for the unmanaged ends ``rows`` of ``side``."""
-    ips = _strings(t[f"{side}_ip"]).take(pa.array(rows))
+    ips = _strings(t[f"{side}_ip"].take(pa.array(rows)))
     enc = pc.dictionary_encode(ips)
     codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), np.int64)
     members = ir.terms.cidr_members(enc.dictionary)
@@ -82,10 +82,14 @@ def _unmanaged(
         words = np.zeros((len(rows), 1), np.int64)
     keys = np.column_stack([codes, words])
     uniq, inv = np.unique(keys, axis=0, return_inverse=True)
-    eps = np.asarray(
-        [ir.groups.signature_endpoint(ir.terms.signature(members[int(k[0])], k[1:])) for k in uniq],
-        np.int32,
-    )
+    with ir.groups.lock:
+        eps = np.asarray(
+            [
+                ir.groups.signature_endpoint(ir.terms.signature(members[int(k[0])], k[1:]))
+                for k in uniq
+            ],
+            np.int32,
+        )
     return eps[inv.reshape(-1)]
 
 
@@ -97,13 +101,17 @@ def _endpoints(ir: PolicyIR, t: Any, side: str, cls: I32, dns: pa.Table | None) 
     return ep
 
 
-def _in_nets(ir_nets: tuple[Any, ...], ips: pa.Array) -> Mask:
-    enc = pc.dictionary_encode(ips)
-    fam, hi, lo = to_numbers(enc.dictionary)
+def _in_nets(ir_nets: tuple[Any, ...], ips: Any) -> Mask:
+    if isinstance(ips, pa.ChunkedArray):
+        ips = ips.unify_dictionaries() if pa.types.is_dictionary(ips.type) else ips
+        ips = ips.combine_chunks()
+    enc = ips if pa.types.is_dictionary(ips.type) else pc.dictionary_encode(ips)
+    fam, hi, lo = to_numbers(enc.dictionary.cast(pa.string()))
     inside = np.zeros(len(enc.dictionary), bool)
     for net in ir_nets:
         inside |= net.contains(fam, hi, lo)
-    return inside[np.asarray(enc.indices.to_numpy(zero_copy_only=False), np.intp)]
+    idx = np.asarray(enc.indices.fill_null(0).to_numpy(zero_copy_only=False), np.intp)
+    return inside[idx] & np.asarray(enc.is_valid())
 
 
 def _tier_status(
@@ -138,7 +146,7 @@ def _management(
     for nets, services, column, other, code in tiers:
         if not nets or not services:
             continue
-        cand = _in_nets(nets, _strings(t[column])) & (other >= 0) & ~decided
+        cand = _in_nets(nets, t[column]) & (other >= 0) & ~decided
         rows = np.flatnonzero(cand)
         if not len(rows):
             continue

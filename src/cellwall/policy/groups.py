@@ -9,6 +9,7 @@ services are left out (``plain``) and whether some narrowed rule could change it
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -90,14 +91,14 @@ class Groups:
         self._dst_need = self._requirements([r.dst.unmanaged for r in rules], t)
         self.signatures: dict[bytes, int] = {}
         self._none = np.full(len(self.same_keys), -1, np.int32)
-        self._pairs = np.full(0, -1, np.int32)
-        self._cap = (0, 0)
+        self._table: tuple[I32, int, int] = (np.full(0, -1, np.int32), 0, 0)
         self._profile_index: dict[bytes, int] = {}
         s = ir.atoms.count
         self._plain = np.empty((16, s), np.int32)
         self._need = np.empty((16, s), bool)
         self._allm = np.empty((16, s), np.int32)
         self._sparse_cache: dict[int, int] = {}
+        self.lock = threading.RLock()  # guards every cache that grows; lookups need none
         self.narrowed: list[I32] = []  # per profile: matched narrowed rules, best first
         self._cover_plain: list[tuple[I32, I32]] | None = None
         self._cover_all: list[tuple[I32, I32]] | None = None
@@ -232,31 +233,49 @@ class Groups:
         return self._need[: len(self._profile_index)]
 
     def pair_profiles(self, gs: I32, gd: I32) -> I32:
-        """Profiles for arrays of group pairs (computing the ones not seen before)."""
-        ns, nd = len(self.src.match), len(self.dst.match)
+        """Profiles for arrays of group pairs (computing the ones not seen before).
+
+        Safe to call from several threads: lookups read one consistent (table, shape) pair;
+        growing the table and computing profiles happen under :attr:`lock`.
+        """
+        table, ns, nd = self._table
+        if len(gs) and (int(gs.max()) >= ns or int(gd.max()) >= nd):
+            with self.lock:
+                self._ensure()
+                table, ns, nd = self._table
         if ns * nd > _MAX_DENSE:
-            return self._sparse(gs, gd)
-        if self._cap != (ns, nd):
-            self._grow(ns, nd)
+            with self.lock:
+                return self._sparse(gs, gd)
         code = gs.astype(np.int64) * nd + gd
-        prof = self._pairs[code]
+        prof = table[code]
         missing = prof < 0
         if missing.any():
-            todo = np.unique(code[missing])
-            for lo in range(0, len(todo), _CHUNK):
-                part = todo[lo : lo + _CHUNK]
-                self._pairs[part] = self._profiles(
-                    (part // nd).astype(np.int32), (part % nd).astype(np.int32)
-                )
-            prof = self._pairs[code]
+            with self.lock:
+                table, ns, nd = self._table
+                code = gs.astype(np.int64) * nd + gd
+                todo = np.unique(code[missing])
+                todo = todo[table[todo] < 0]
+                for lo in range(0, len(todo), _CHUNK):
+                    part = todo[lo : lo + _CHUNK]
+                    table[part] = self._profiles(
+                        (part // nd).astype(np.int32), (part % nd).astype(np.int32)
+                    )
+                prof = table[code]
         return np.asarray(prof, np.int32)
 
-    def _grow(self, ns: int, nd: int) -> None:
-        old_s, old_d = self._cap
+    def _ensure(self) -> None:
+        """Grow the dense pair table to the current number of groups (under the lock)."""
+        old, os_, od = self._table
+        ns, nd = len(self.src.match), len(self.dst.match)
+        if ns * nd > _MAX_DENSE:  # too many pairs for a table: the sparse cache serves
+            self._table = (np.full(0, -1, np.int32), ns, nd)
+            return
+        if (ns, nd) == (os_, od):
+            return
         new = np.full(ns * nd, -1, np.int32)
-        if old_s and old_d:
-            new.reshape(ns, nd)[:old_s, :old_d] = self._pairs.reshape(old_s, old_d)
-        self._pairs, self._cap = new, (ns, nd)
+        if os_ and od:
+            new.reshape(ns, nd)[:os_, :od] = old.reshape(os_, od)
+        self._table = (new, ns, nd)
 
     def _sparse(self, gs: I32, gd: I32) -> I32:
         code = gs.astype(np.int64) << 32 | gd.astype(np.int64)

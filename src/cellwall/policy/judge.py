@@ -8,11 +8,12 @@ columns of :func:`cellwall.policy.evaluate.evaluate`. :func:`judge` is the one-s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 
+from cellwall.ingest.parallel import ordered_map
 from cellwall.inventory.identity import Resolver
 from cellwall.model.inventory import Workload
 from cellwall.model.policy import PolicySet
@@ -49,7 +50,7 @@ class Judge:
         names = self.resolver.names
         for side in ("client", "server"):
             idx = self.resolver.owner_indices(t[f"{side}_ip"], t["start"])
-            owner = names.take(pa.array(idx, mask=idx < 0))
+            owner = pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32(), mask=idx < 0), names)
             t = t.append_column(f"{side}_workload", owner)
             t = t.append_column(f"{side}_class", pa.array(self._class_of[idx], pa.int32()))
         return t
@@ -58,6 +59,18 @@ class Judge:
         """The verdict columns for ``t`` (conversations with addresses), row for row."""
         ident = t if "client_class" in t.column_names else self.identify(t)
         return evaluate(ident, self.ir, self.dns)
+
+    def judge_many(
+        self, tables: Iterable[pa.Table], threads: int = 2
+    ) -> Iterator[tuple[pa.Table, pa.Table]]:
+        """(identified table, verdicts) for each table, judged on ``threads`` threads and
+        given back in order."""
+
+        def one(t: pa.Table) -> tuple[pa.Table, pa.Table]:
+            ident = self.identify(t)
+            return ident, evaluate(ident, self.ir, self.dns)
+
+        return ordered_map(one, tables, max(1, threads))
 
 
 def judge(

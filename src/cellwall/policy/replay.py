@@ -126,7 +126,7 @@ def replay_batches(conv: Any, batch_rows: int = BATCH) -> Iterator[pa.Table]:
 
 
 def _end_names(j: Judge, t: pa.Table, side: str) -> pa.Array:
-    wl = t[f"{side}_workload"].combine_chunks()
+    wl = t[f"{side}_workload"].combine_chunks().cast(pa.string())
     return pc.if_else(pc.is_valid(wl), wl, pc.binary_join_element_wise("ip:", t[f"{side}_ip"], ""))
 
 
@@ -168,7 +168,7 @@ def _gather(j: Judge, t: pa.Table, v: pa.Table, r: ReplayResult) -> None:
             r.blocked_classes, [_class_names(j, bt, "client"), _class_names(j, bt, "server"), svc]
         )
         for side in ("client", "server"):
-            wl = bt[f"{side}_workload"].drop_null()
+            wl = bt[f"{side}_workload"].cast(pa.string()).drop_null()
             _count(r.blocked_by_workload, [wl])
     ruled = pc.is_valid(v["rule_id"])
     if pc.any(ruled).as_py():
@@ -196,9 +196,7 @@ def replay(
     writer: pq.ParquetWriter | None = None
     try:
         with Judge(policy, workloads, dns) as j:
-            for t in replay_batches(conversations):
-                ident = j.identify(t)
-                v = j.judge(ident)
+            for ident, v in j.judge_many(replay_batches(conversations)):
                 _gather(j, ident, v, result)
                 if parquet_out is not None:
                     out = ident.drop_columns(["client_class", "server_class"])

@@ -77,6 +77,7 @@ def run_replay(ws: Workspace, q: ReplayQuery) -> dict[str, Any]:
     from cellwall.policy.replay import replay
 
     policy = policy_for(ws, q.policy_dir)
+    version = _active_version(ws) if q.policy_dir is None else None
     workloads = workloads_for(ws, q.inventory)
     conv = window_conversations(ws, q.since, q.until)
     dns = scan_dns(ws.lake)
@@ -93,4 +94,18 @@ def run_replay(ws: Workspace, q: ReplayQuery) -> dict[str, Any]:
     }
     if q.parquet_out is not None:
         doc["parquet"] = str(q.parquet_out)
+    if version is not None:
+        from cellwall.state.rule_hits import RuleHits
+
+        with ws.writer_lock(timeout=30):
+            RuleHits(ws.engine).record(version, result.hits, result.last_hit)
+        doc["policy"]["version"] = version
+        doc["policy"]["hits_recorded"] = True
     return doc
+
+
+def _active_version(ws: Workspace) -> int | None:
+    from cellwall.policy.store import PolicyStore
+
+    info = PolicyStore(ws.engine).active()
+    return None if info is None else info.version
