@@ -784,3 +784,164 @@ def test_selectors_that_the_language_refuses_are_refused(sel: Selector) -> None:
     ps = one_policy(Rule("r", sel, Selector(any=True), svc("tcp")))
     with pytest.raises(ValueError):
         reference_judge(conv("8.8.8.8", "10.0.0.1"), ps, AB)
+
+
+# ---------------------------------------------------------------------------------------------
+# The strategies reach every construct of docs/policy.md
+
+
+def _selector_constructs(sel: Selector, policy: PolicySet, depth: int = 0) -> set[str]:
+    found = set()
+    if sel.labels:
+        found.add("labels")
+        if any(len(t.values) > 1 for t in sel.labels):
+            found.add("label alternatives")
+    if sel.workload is not None:
+        found.add("workload")
+    if sel.any:
+        found.add("any")
+    if sel.cidrs:
+        found.add("cidrs")
+        if sel.except_:
+            found.add("cidrs except")
+    if sel.fqdn is not None:
+        found.add("fqdn *." if sel.fqdn.startswith("*.") else "fqdn")
+    if sel.iplist is not None:
+        found.add("iplist")
+        lst = policy.iplist(sel.iplist)
+        if lst is not None and lst.except_:
+            found.add("iplist except")
+        if lst is not None and lst.fqdns:
+            found.add("iplist fqdns")
+    for inner in sel.negations:
+        found.add("not" if depth == 0 else "nested not")
+        if inner.address_terms:
+            found.add("not of addresses")
+        if inner.any:
+            found.add("not of any")
+        found |= _selector_constructs(inner, policy, depth + 1)
+    return found
+
+
+def _service_constructs(s: Service) -> set[str]:
+    if s.proto is None:
+        found = {"service any"}
+    elif s.proto in (6, 17, 132):
+        found = {"ports all" if s.lo is None else "port" if s.lo == s.hi else "port range"}
+        found.add({6: "tcp", 17: "udp", 132: "sctp"}[s.proto])
+    elif s.proto in (1, 58):
+        found = {"icmp" if s.proto == 1 else "icmpv6"}
+        found.add("icmp all" if s.lo is None else "icmp type")
+    else:
+        found = {"proto/N"}
+    if s.icmp_code is not None:
+        found.add("icmp code")
+    if s.process:
+        found.add("process")
+    if s.http_methods:
+        found.add("http methods")
+    if s.http_paths:
+        found.add("http paths")
+    return found
+
+
+CONSTRUCTS = {
+    *("labels", "label alternatives", "workload", "any", "cidrs", "cidrs except", "fqdn"),
+    *("fqdn *.", "iplist", "iplist except", "iplist fqdns", "not", "nested not"),
+    *("not of addresses", "not of any", "service any", "ports all", "port", "port range"),
+    *("tcp", "udp", "sctp", "icmp", "icmpv6", "icmp all", "icmp type", "proto/N", "icmp code"),
+    *("process", "http methods", "http paths", "scoped", "unscoped", "from_outside_scope"),
+    *("same", "allow", "deny", "override-deny", "mode visibility", "mode selective"),
+    *("mode full", "mode default", "default visibility", "default selective", "default full"),
+    *("admin", "control", "ipv6 workload", "lease limited", "workload without labels"),
+    *("overlapping leases", "at a lease edge", "outside every lease"),
+    *("verdict allowed", "verdict denied", "verdict not-allowed", "unverified"),
+    *("blocked", "not blocked", "decided by allow", "decided by deny"),
+    *("decided by override-deny", "decided by management:admin"),
+    *("decided by management:control", "decided by an fqdn rule", "ipv6 conversation"),
+    *("narrowed fact present and agreeing", "narrowed fact present and disagreeing"),
+    *("narrowed fact missing", "icmp conversation", "no port", "unmanaged end"),
+}
+
+
+def test_the_strategies_reach_every_construct() -> None:
+    seen: set[str] = set()
+
+    @settings(max_examples=60, deadline=None, database=None)
+    @given(scenarios())
+    def draw(s: Scenario) -> None:
+        p = s.policy
+        seen.add(f"default {p.settings.default_mode}")
+        for pol in p.policies:
+            seen.add("scoped" if pol.scope is not None else "unscoped")
+            if pol.scope is not None:
+                seen.add(f"mode {pol.mode or 'default'}")
+        for pol, rule in p.rules():
+            seen.add(rule.action)
+            if rule.from_outside_scope and pol.scope is not None:
+                seen.add("from_outside_scope")
+            if rule.same:
+                seen.add("same")
+            seen.update(_selector_constructs(rule.from_, p) | _selector_constructs(rule.to, p))
+            for service in rule.services:
+                seen.update(_service_constructs(service))
+        m = p.settings.management
+        if m.admin_networks and m.services:
+            seen.add("admin")
+        if m.controllers and m.control_services:
+            seen.add("control")
+        for w in s.workloads:
+            if any(":" in a.ip for a in w.addresses):
+                seen.add("ipv6 workload")
+            if any(a.start is not None or a.until is not None for a in w.addresses):
+                seen.add("lease limited")
+            if not w.labels:
+                seen.add("workload without labels")
+        rules = {r.id: (pol, r) for pol, r in p.rules()}
+        for c in s.conversations:
+            leases = [a for w in s.workloads for a in w.addresses]
+            on_ip = [a for a in leases if a.ip in (c["client_ip"], c["server_ip"])]
+            if len([a for a in on_ip if a.covers(c["start"])]) > 1:
+                seen.add("overlapping leases")
+            if any(c["start"] in (a.start, a.until) for a in on_ip):
+                seen.add("at a lease edge")
+            if on_ip and not any(a.covers(c["start"]) for a in on_ip):
+                seen.add("outside every lease")
+            if ":" in c["client_ip"] or ":" in c["server_ip"]:
+                seen.add("ipv6 conversation")
+            if c["proto"] in (1, 58):
+                seen.add("icmp conversation")
+            if c["proto"] in (6, 17, 132) and c["server_port"] < 0:
+                seen.add("no port")
+            verdict, rule_id, unverified, blocked = reference_judge(c, p, s.workloads, s.dns)
+            seen.add(f"verdict {verdict}")
+            seen.add("blocked" if blocked else "not blocked")
+            if unverified:
+                seen.add("unverified")
+            if rule_id is not None and rule_id.startswith("management:"):
+                seen.add(f"decided by {rule_id}")
+            elif rule_id is not None:
+                pol, rule = rules[rule_id]
+                seen.add(f"decided by {rule.action}")
+                if rule.from_.fqdn or rule.to.fqdn:
+                    seen.add("decided by an fqdn rule")
+                for service in rule.services:
+                    facts = {
+                        "process": ("server_process", service.process),
+                        "methods": ("http_method", service.http_methods),
+                        "paths": ("http_path", service.http_paths),
+                    }
+                    for column, wanted in facts.values():
+                        if not wanted:
+                            continue
+                        if c[column] is None:
+                            seen.add("narrowed fact missing")
+                        elif c[column] == wanted or c[column] in wanted:
+                            seen.add("narrowed fact present and agreeing")
+                        else:
+                            seen.add("narrowed fact present and disagreeing")
+            if owner_at(c["client_ip"], c["start"], s.workloads) is None:
+                seen.add("unmanaged end")
+
+    draw()
+    assert CONSTRUCTS - seen == set()

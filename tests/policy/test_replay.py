@@ -257,12 +257,23 @@ def test_since_limits_the_window_and_an_empty_window_names_the_newest_flow(mini:
 # ---------------------------------------------------------------------------------------------
 # Zeek: ICMP types, and an exporter that reports no action
 
-ZEEK_FIELDS = (
-    "ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto duration orig_bytes "
-    "resp_bytes history orig_pkts orig_ip_bytes resp_pkts resp_ip_bytes"
-).split()
-ZEEK_TYPES = ("time string addr port addr port enum interval count count string count count "
-              "count count").split()  # fmt: skip
+ZEEK_COLUMNS = [
+    ("ts", "time"),
+    ("uid", "string"),
+    ("id.orig_h", "addr"),
+    ("id.orig_p", "port"),
+    ("id.resp_h", "addr"),
+    ("id.resp_p", "port"),
+    ("proto", "enum"),
+    ("duration", "interval"),
+    ("orig_bytes", "count"),
+    ("resp_bytes", "count"),
+    ("history", "string"),
+    ("orig_pkts", "count"),
+    ("orig_ip_bytes", "count"),
+    ("resp_pkts", "count"),
+    ("resp_ip_bytes", "count"),
+]
 ZEEK_POLICY = """\
 apiVersion: cellwall/v1
 kind: Policy
@@ -285,7 +296,8 @@ def zeek_conn_log() -> str:
     ]
     head = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)",
             "#unset_field\t-", "#path\tconn", "#open\t2026-11-02-00-00-00",
-            "#fields\t" + "\t".join(ZEEK_FIELDS), "#types\t" + "\t".join(ZEEK_TYPES)]  # fmt: skip
+            "#fields\t" + "\t".join(f for f, _ in ZEEK_COLUMNS),
+            "#types\t" + "\t".join(t for _, t in ZEEK_COLUMNS)]  # fmt: skip
     body = ["\t".join([*r, "1", "84", "1", "84"]) for r in rows]
     return "\n".join([*head, *body, "#close\t2026-11-02-23-59-59"]) + "\n"
 

@@ -222,14 +222,21 @@ def policy_diff(
     semantic: Annotated[
         bool, typer.Option(help="Also judge what changes for traffic (the semantic diff).")
     ] = True,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Observed conversations from this time (ISO 8601 or a span such as 7d)."),
+    ] = None,
     home: HomeOpt = None,
+    now: NowOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """What changed from A to B: rules added, removed and changed; then what it means."""
+    """What changed from A to B: rules added, removed and changed; then what it means for
+    every class pair and for the conversations observed in the lake."""
     from cellwall.services.policy import diff_policy
 
     with handled():
-        result = diff_policy(workspace(home), a, b, semantic=semantic)
+        when = parse_time(since, now, "--since")
+        result = diff_policy(workspace(home), a, b, semantic=semantic, since=when)
         if as_json:
             emit_json(result.to_dict())
         else:

@@ -111,7 +111,7 @@ def _in_nets(ir_nets: tuple[Any, ...], ips: Any) -> Mask:
     for net in ir_nets:
         inside |= net.contains(fam, hi, lo)
     idx = np.asarray(enc.indices.fill_null(0).to_numpy(zero_copy_only=False), np.intp)
-    return inside[idx] & np.asarray(enc.is_valid())
+    return np.asarray(inside[idx] & np.asarray(enc.is_valid()), bool)
 
 
 def _tier_status(

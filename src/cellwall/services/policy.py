@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from cellwall.errors import Diagnostic, InputError, UsageError
 from cellwall.inventory import InventoryStore
@@ -204,13 +206,32 @@ class DiffResult:
         return "\n".join(lines)
 
 
-def diff_policy(ws: Workspace, a: str, b: str, *, semantic: bool = True) -> DiffResult:
-    """The written (rule by rule) diff from ``a`` to ``b``, and the semantic diff."""
+def diff_policy(
+    ws: Workspace, a: str, b: str, *, semantic: bool = True, since: datetime | None = None
+) -> DiffResult:
+    """The written (rule by rule) diff from ``a`` to ``b``, and the semantic diff: class
+    triples, and the lake's conversations (from ``since``) whose verdict changes."""
     name_a, ps_a = resolve_policy(ws, a)
     name_b, ps_b = resolve_policy(ws, b)
     result = DiffResult(name_a, name_b, rule_diff(ps_a, ps_b))
     if semantic:
         from cellwall.policy.diff import semantic_diff
 
-        result.semantic = semantic_diff(ps_a, ps_b, InventoryStore(ws.engine).current())
+        result.semantic = semantic_diff(
+            ps_a, ps_b, InventoryStore(ws.engine).current(), _observed(ws, since)
+        )
     return result
+
+
+def _observed(ws: Workspace, since: datetime | None) -> pa.Table | None:
+    """The lake's conversations from ``since`` (None when the lake has none)."""
+    from cellwall.errors import EmptyWindowError
+    from cellwall.services.replay import window_conversations
+
+    if not ws.lake.exists():
+        return None
+    try:
+        table: pa.Table = window_conversations(ws, since, None).to_pyarrow()
+    except EmptyWindowError:
+        return None
+    return table
