@@ -8,15 +8,22 @@ APT_PACKAGES := nftables softflowd nfdump postgresql openssl graphviz iproute2 d
 DEMO_OUT ?= demo-output
 PYTEST_ARGS ?=
 
-.PHONY: demo test check bench lint typecheck system-deps venv clean
+.PHONY: demo test check bench lint typecheck system-deps build-deps venv clean
 
-$(VENV)/.stamp: pyproject.toml
+$(VENV)/.stamp: pyproject.toml | build-deps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,spark]'
 	@touch $@
 
 venv: $(VENV)/.stamp
+
+# A C compiler: libinjection-python has no wheel and is built from source.
+build-deps:
+	@command -v cc >/dev/null 2>&1 || { \
+	  echo "installing a C compiler (gcc) to build libinjection-python"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null; }
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from cellwall.discover.coded import LakeDays, TableDays
+from cellwall.discover.coded import LakeFlows, TableFlows
 from cellwall.discover.edges import edges_table, parse_group_by
 from cellwall.discover.external import load_iplists
 from cellwall.discover.fast import fast_conversations, fast_edges, listening
@@ -34,10 +34,13 @@ def twin_conversations(t: Any) -> list[dict[str, Any]]:
 
 
 def same_conversations(*recs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The fast path in day chunks and in 100-second chunks (carries at every boundary)
+    gives the twin's conversations."""
     t = table(*recs)
-    fast = rows(fast_conversations(TableDays(t.to_pyarrow())))
-    assert fast == twin_conversations(t)
-    return fast
+    twin = twin_conversations(t)
+    for chunk_us in (86_400_000_000, 100_000_000):
+        assert rows(fast_conversations(TableFlows(t.to_pyarrow(), chunk_us))) == twin
+    return twin
 
 
 def test_gap_rule_and_two_exporters() -> None:
@@ -99,19 +102,22 @@ def test_listening_pass_marks_dead_and_answering_endpoints() -> None:
               "t": 5} for p in (80, 5000, 6000)]  # a scanner's reused port: never listening
     recs += [{"src_ip": "10.0.0.4", "src_port": 1500, "dst_ip": "10.0.0.5", "dst_port": 9,
               "src_initiated": True}]  # fmt: skip
-    got = listening(TableDays(table(*recs).to_pyarrow()))
+    got = listening(TableFlows(table(*recs).to_pyarrow()))
     ip = {a: i for i, a in enumerate(got.addresses)}
     found = {(got.addresses[e >> 25], e & 0x1FFFF) for e in got.endpoints.tolist()}
     assert found == {("10.0.0.9", 40001), ("10.0.0.5", 10)}
     assert list(ip) == sorted(ip)
 
 
-def _demo_tables(out: Path) -> tuple[Any, LakeDays, list[Workload]]:
+def _demo_tables(out: Path) -> tuple[Any, LakeFlows, list[Workload]]:
     from cellwall.workspace import Workspace
 
     ws = Workspace.resolve(out / "home")
     layout = LakeLayout(ws.lake)
-    return flows(connect(), layout), LakeDays(layout), InventoryStore(ws.engine).current()
+    # small chunks: an hour each, so that conversations are carried across hours
+    chunks = LakeFlows(layout, chunk_records=1000)
+    assert len(chunks.chunks()) > 24
+    return flows(connect(), layout), chunks, InventoryStore(ws.engine).current()
 
 
 @pytest.mark.parametrize("demo", ["demo_vpc", "demo_zeek"])
@@ -152,7 +158,7 @@ def test_window_and_owners_that_change() -> None:
         Workload.of("db-new", labels={**labels, "role": "db"},
                     addresses=[AddressLease("10.0.0.9", start=switch)]),
     ]  # fmt: skip
-    fast, addresses = fast_edges(TableDays(arrow), w, parse_group_by("workload"))
+    fast, addresses = fast_edges(TableFlows(arrow), w, parse_group_by("workload"))
     twin = edges_table(conversations(table(*recs)), addresses, w, parse_group_by("workload"))
     got = fast.to_pylist()
     assert got == twin.to_pyarrow().to_pylist()

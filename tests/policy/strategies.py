@@ -220,6 +220,30 @@ def dns_evidence(draw: Draw) -> list[tuple[datetime, datetime, str, str]]:
     return rows
 
 
+def _patterns(sel: Selector) -> list[str]:
+    found = [sel.fqdn] if sel.fqdn is not None else []
+    for inner in sel.negations:
+        found += _patterns(inner)
+    return found
+
+
+@st.composite
+def evidence_for(draw: Draw, policy: PolicySet) -> list[tuple[datetime, datetime, str, str]]:
+    """DNS rows for some of the names that the policy's selectors and lists ask for, so
+    that name-based rules fire; a `*.` pattern gets a name below it."""
+    patterns = {p for _, r in policy.rules() for sel in (r.from_, r.to) for p in _patterns(sel)}
+    patterns |= {f for lst in policy.iplists for f in lst.fqdns}
+    rows = []
+    for pattern in sorted(patterns):
+        if draw(st.integers(0, 3)) > 0:
+            name = "x." + pattern[2:] if pattern.startswith("*.") else pattern
+            ip = draw(_sample(UNMANAGED + ADMIN_IPS[:1]))
+            i = draw(st.integers(0, 2))  # long-lived: most conversations see the answer
+            j = draw(st.integers(3, len(MOMENTS) - 1))
+            rows.append((MOMENTS[i], MOMENTS[j], ip, name))
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------
 # Selectors
 
@@ -302,7 +326,7 @@ def selectors(draw: Draw, names: Sequence[str], lists: Sequence[str]) -> Selecto
 
 @st.composite
 def services(draw: Draw) -> Service:
-    kind = draw(st.integers(0, 9))
+    kind = draw(st.integers(0, 10))
     if kind <= 3:  # tcp, udp, sctp: all ports, one port, or a range
         proto = draw(st.sampled_from((6, 6, 17, 132)))
         shape = draw(st.integers(0, 2))
@@ -565,7 +589,7 @@ def scenarios(draw: Draw, max_conversations: int = 40) -> Scenario:
     inventory = draw(inventories())
     names = [w.name for w in inventory]
     policy = draw(policy_sets(names))
-    dns = draw(dns_evidence())
+    dns = draw(dns_evidence()) + draw(evidence_for(policy))
     known = sorted({a.ip for w in inventory for a in w.addresses}) or list(MANAGED[:2])
     convs = draw(
         st.lists(

@@ -867,7 +867,7 @@ CONSTRUCTS = {
 def test_the_strategies_reach_every_construct() -> None:
     seen: set[str] = set()
 
-    @settings(max_examples=60, deadline=None, database=None)
+    @settings(max_examples=200, deadline=None, database=None)
     @given(scenarios())
     def draw(s: Scenario) -> None:
         p = s.policy

@@ -10,18 +10,22 @@
 - an **exporter** is the hash of its name (a missing one is the empty string, as in
   :mod:`.orient`); :func:`exporter_hashes_unique` checks that no two names share one.
 
-A :class:`FlowDays` names the records of each day as a DuckDB relation; :func:`coded_sql`
-turns it into the columns that both passes read. DuckDB reads the Parquet files itself, on
-every core, and nothing per record crosses into Python.
+A :class:`FlowSource` cuts the records into time chunks and names each as a DuckDB relation;
+:func:`coded_sql` turns one into the columns that both passes read. DuckDB reads the Parquet
+files itself, on every core, and nothing per record crosses into Python. The lake's chunks
+are whole hours planned from the Parquet footers (the row groups' ranges of ``start``), so
+that a chunk reads only its own row groups and its working set stays small.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from cellwall.lake.layout import LakeLayout
 
@@ -30,12 +34,14 @@ __all__ = [
     "EP_IP_SHIFT",
     "NO_EVIDENCE",
     "PORT_MASK",
-    "FlowDays",
-    "LakeDays",
-    "TableDays",
+    "Chunk",
+    "FlowSource",
+    "LakeFlows",
+    "TableFlows",
     "coded_sql",
     "endpoint_sql",
     "listen_sql",
+    "plan_chunks",
 ]
 
 DAY_US = 86_400_000_000
@@ -45,15 +51,18 @@ NO_EVIDENCE = 127  # the exporter-evidence code of a record without any (codes a
 _EPHEMERAL_FLOOR = 32768  # orient.EPHEMERAL_FLOOR
 
 
-class FlowDays(Protocol):
-    """Flow records (lake schema) grouped by the UTC day of their start."""
+Chunk = tuple[int, int]  # [start, end) in microseconds since the epoch
 
-    def days(self) -> list[int]:
-        """Day numbers (days since 1970-01-01) that may hold records, ascending."""
+
+class FlowSource(Protocol):
+    """Flow records (lake schema), cut into time chunks by their start."""
+
+    def chunks(self) -> list[Chunk]:
+        """Non-overlapping ``[start, end)`` windows, ascending, that hold every record."""
         ...
 
-    def relation(self, con: Any, day: int | None) -> str:
-        """SQL for the records of ``day`` (every day for ``None``) on ``con``."""
+    def relation(self, con: Any, chunk: Chunk | None) -> str:
+        """SQL for the records of ``chunk`` (all of them for ``None``) on ``con``."""
         ...
 
 
@@ -64,61 +73,131 @@ def _quote(text: str) -> str:
 _EPOCH = date(1970, 1, 1)
 
 
+def _us(t: datetime) -> int:
+    return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
 @dataclass(frozen=True, slots=True)
-class LakeDays:
-    """The lake's day partitions over ``[since, until)``."""
+class _Group:
+    """A Parquet row group: its file, rows and range of ``start``."""
+
+    path: str
+    rows: int
+    lo: int
+    hi: int  # inclusive
+
+
+def _groups(path: str, day: int) -> list[_Group]:
+    meta = pq.ParquetFile(path).metadata
+    names = meta.schema.to_arrow_schema().names
+    col = names.index("start") if "start" in names else -1
+    out = []
+    for i in range(meta.num_row_groups):
+        rg = meta.row_group(i)
+        stats = rg.column(col).statistics if col >= 0 else None
+        if stats is not None and stats.has_min_max:
+            lo, hi = _us(stats.min), _us(stats.max)
+        else:  # no statistics: the whole day
+            lo, hi = day * DAY_US, (day + 1) * DAY_US - 1
+        out.append(_Group(path, rg.num_rows, lo, hi))
+    return out
+
+
+def plan_chunks(groups: Sequence[_Group], lo: int, hi: int, target: int) -> list[Chunk]:
+    """Hour-aligned chunks of ``[lo, hi)`` that each read about ``target`` records or fewer
+    (by the row groups' ranges of ``start``), or one chunk when the row groups are not in
+    time order (every chunk would read most of them)."""
+    hour = DAY_US // 24
+
+    def reads(a: int, b: int) -> int:
+        return sum(g.rows for g in groups if g.lo < b and g.hi >= a)
+
+    out: list[Chunk] = []
+    a = lo
+    while a < hi:
+        b = min(hi, (a // hour + 1) * hour)
+        while b < hi and reads(a, min(hi, b + hour)) <= target:
+            b = min(hi, b + hour)
+        out.append((a, b))
+        a = b
+    total = sum(g.rows for g in groups if g.lo < hi and g.hi >= lo)
+    if len(out) > 1 and sum(reads(a, b) for a, b in out) > 1.5 * total:
+        return [(lo, hi)]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class LakeFlows:
+    """The lake's records over ``[since, until)``, in chunks of about ``chunk_records``."""
 
     layout: LakeLayout
     since: datetime | None = None
     until: datetime | None = None
+    chunk_records: int = 4_000_000
 
-    def _folders(self) -> dict[int, list[str]]:
+    def _days(self) -> dict[int, list[str]]:
         found: dict[int, list[str]] = {}
         for folder in sorted(self.layout.flows.glob("day=*")):
             try:
                 day = date.fromisoformat(folder.name.removeprefix("day="))
             except ValueError:
                 continue
-            if self.since is not None and day < self.since.astimezone(UTC).date():
-                continue
-            if self.until is not None and day > self.until.astimezone(UTC).date():
-                continue
             files = sorted(str(p) for p in folder.glob("*.parquet"))
             if files:
                 found[(day - _EPOCH).days] = files
         return found
 
-    def days(self) -> list[int]:
-        return sorted(self._folders())
+    def _window(self) -> Chunk:
+        lo = _us(self.since.astimezone(UTC)) if self.since is not None else -(1 << 62)
+        hi = _us(self.until.astimezone(UTC)) if self.until is not None else 1 << 62
+        return lo, hi
 
-    def relation(self, con: Any, day: int | None) -> str:
-        folders = self._folders()
-        files = [f for d in sorted(folders) if day is None or d == day for f in folders[d]]
+    def chunks(self) -> list[Chunk]:
+        w_lo, w_hi = self._window()
+        out: list[Chunk] = []
+        for day, files in sorted(self._days().items()):
+            lo, hi = max(w_lo, day * DAY_US), min(w_hi, (day + 1) * DAY_US)
+            if lo < hi:
+                groups = [g for f in files for g in _groups(f, day)]
+                out += plan_chunks(groups, lo, hi, self.chunk_records)
+        return out
+
+    def relation(self, con: Any, chunk: Chunk | None) -> str:
+        lo, hi = chunk if chunk is not None else self._window()
+        days = self._days()
+        files = [f for d in sorted(days) if lo < (d + 1) * DAY_US and hi > d * DAY_US
+                 for f in days[d]]  # fmt: skip
+        if not files:
+            return f"(SELECT * FROM {_EMPTY} WHERE false)"
         scan = f"read_parquet([{', '.join(_quote(f) for f in files)}], union_by_name = true)"
-        where = []
-        if self.since is not None:
-            where.append(f"start >= {_quote(self.since.astimezone(UTC).isoformat())}::TIMESTAMPTZ")
-        if self.until is not None:
-            where.append(f"start < {_quote(self.until.astimezone(UTC).isoformat())}::TIMESTAMPTZ")
-        return f"(SELECT * FROM {scan}{' WHERE ' + ' AND '.join(where) if where else ''})"
+        return f"(SELECT * FROM {scan} WHERE {_between(lo, hi)})"
+
+
+def _between(lo: int, hi: int) -> str:
+    return f"start >= make_timestamptz({lo}::BIGINT) AND start < make_timestamptz({hi}::BIGINT)"
+
+
+_EMPTY = "(SELECT NULL::TIMESTAMPTZ start)"
 
 
 @dataclass(frozen=True, slots=True)
-class TableDays:
-    """An in-memory Arrow table of flow records in the lake's schema."""
+class TableFlows:
+    """An in-memory Arrow table of flow records in the lake's schema, in chunks of
+    ``chunk_us`` (a day unless told)."""
 
     table: pa.Table
+    chunk_us: int = DAY_US
 
-    def days(self) -> list[int]:
+    def chunks(self) -> list[Chunk]:
         start = self.table["start"].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-        return sorted({v // DAY_US for v in start.unique().to_pylist()})
+        first = sorted({v // self.chunk_us for v in start.unique().to_pylist()})
+        return [(c * self.chunk_us, (c + 1) * self.chunk_us) for c in first]
 
-    def relation(self, con: Any, day: int | None) -> str:
+    def relation(self, con: Any, chunk: Chunk | None) -> str:
         con.register("cellwall_flows", self.table)
-        if day is None:
+        if chunk is None:
             return "cellwall_flows"
-        lo, hi = day * DAY_US, (day + 1) * DAY_US
-        return f"(SELECT * FROM cellwall_flows WHERE epoch_us(start) >= {lo} AND epoch_us(start) < {hi})"
+        return f"(SELECT * FROM cellwall_flows WHERE {_between(*chunk)})"
 
 
 def endpoint_sql(ip: str, proto: str, port: str) -> str:

@@ -1,30 +1,31 @@
-"""The map's fast path: conversations and edges, day by day, on integer-coded records.
+"""The map's fast path: conversations and edges, chunk by chunk, on integer-coded records.
 
 The Ibis expressions of :mod:`.orient` and :mod:`.edges` are the definition, and they are what
 Spark runs; this module computes the same result on one machine, faster and in bounded memory.
 ``tests/discover/test_fast.py`` keeps the two equal (conversations and edges, on the demo
 estates and on cases made to break it: the gap rule, two exporters, conversations across
-midnight, owners that change).
+chunk boundaries and midnight, owners that change).
 
-Records are read and coded by DuckDB (:mod:`.coded`), in two passes over the window:
+Records are read and coded by DuckDB (:mod:`.coded`) in time chunks of a few million, in two
+passes over the window:
 
 1. **Listening endpoints.** Each record gives two ``endpoint << 17 | peer port + 1`` values;
    sorted, an endpoint's values form a run whose ends are its smallest and largest peer
    port. Runs reduce to one *state* per endpoint (a peer port below 1024: never listening;
-   one peer port; several), and states merge the same way across batches and days. An
-   endpoint listens when it has several peer ports and none below 1024, or when a record
-   with exporter evidence shows it answering (:func:`orient.listening_endpoints`).
-2. **Conversations, one UTC day at a time**, in one DuckDB statement per day. Records are
-   aggregated by key. A key whose records all start within the gap of its first start, that
-   one exporter saw and that ends before the last gap of the day is one conversation,
-   straight from that aggregate. The other keys go through the gap rule's window functions,
-   as in :func:`orient.conversations`. A conversation that ends within the gap of midnight
-   may go on the next day: its per-exporter aggregates are carried into the next day and
-   the gap rule treats them like the records they sum up. Closed conversations are
-   oriented, their ends attributed to workloads at their first start, and summed into
-   per-day parts of edges, which are small; only those outlive the day.
+   one peer port; several), and states merge the same way across chunks. An endpoint
+   listens when it has several peer ports and none below 1024, or when a record with
+   exporter evidence shows it answering (:func:`orient.listening_endpoints`).
+2. **Conversations, chunk by chunk**, one DuckDB statement each. Records are aggregated by
+   key. A key whose records all start within the gap of its first start, that one exporter
+   saw and that ends before the chunk's last gap is one conversation, straight from that
+   aggregate. The other keys go through the gap rule's window functions, as in
+   :func:`orient.conversations`. A conversation that ends within the gap of the chunk's end
+   may go on in the next chunk: its per-exporter aggregates are carried there, and the gap
+   rule treats them like the records they sum up. Closed conversations are oriented, their
+   ends attributed to workloads at their first start, and summed into per-day parts of
+   edges, which are small; only those outlive the chunk.
 
-Memory is bounded by one day of records, not by the window.
+Memory is bounded by one chunk of records, not by the window.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from cellwall.discover.coded import (
     EP_IP_SHIFT,
     NO_EVIDENCE,
     PORT_MASK,
-    FlowDays,
+    FlowSource,
     coded_sql,
     listen_sql,
 )
@@ -84,10 +85,10 @@ def _connect(memory_limit: str, threads: int | None) -> Any:
     return con
 
 
-def _prepare(con: Any, days: FlowDays) -> list[str]:
+def _prepare(con: Any, flows: FlowSource) -> list[str]:
     """Registers the window's addresses (``cellwall_addr``: ip, id in string order) and
     checks that exporter names hash apart."""
-    every = days.relation(con, None)
+    every = flows.relation(con, None)
     ips = con.sql(
         f"SELECT DISTINCT ip FROM (SELECT src_ip ip FROM {every} UNION ALL "
         f"SELECT dst_ip FROM {every}) ORDER BY ip"
@@ -130,11 +131,11 @@ def _merged(parts: Sequence[np.ndarray]) -> np.ndarray:
     return _reduce(values)
 
 
-def _listening(con: Any, days: FlowDays) -> np.ndarray:
+def _listening(con: Any, flows: FlowSource) -> np.ndarray:
     states: list[np.ndarray] = []
     answered: list[np.ndarray] = [np.zeros(0, np.int64)]
-    for day in days.days():
-        got = con.sql(listen_sql(days.relation(con, day))).fetchnumpy()
+    for chunk in flows.chunks():
+        got = con.sql(listen_sql(flows.relation(con, chunk))).fetchnumpy()
         src, dst, ans = (np.asarray(got[c]) for c in ("src_pair", "dst_pair", "answered"))
         states.append(_merged([src[src >= 0], dst[dst >= 0]]))
         answered.append(np.unique(ans[ans >= 0]))
@@ -143,12 +144,12 @@ def _listening(con: Any, days: FlowDays) -> np.ndarray:
     return np.unique(np.concatenate([by_peers, *answered]))
 
 
-def listening(days: FlowDays, *, memory_limit: str = "2GB") -> Listening:
+def listening(flows: FlowSource, *, memory_limit: str = "2GB") -> Listening:
     """Pass 1 alone: the window's addresses and its listening endpoints."""
     con = _connect(memory_limit, None)
     try:
-        addresses = _prepare(con, days)
-        return Listening(addresses, _listening(con, days))
+        addresses = _prepare(con, flows)
+        return Listening(addresses, _listening(con, flows))
     finally:
         con.close()
 
@@ -158,8 +159,8 @@ _CARRY = ("k1 BIGINT, k2 BIGINT, exp UBIGINT, seq BIGINT, start BIGINT, end_ BIG
 _CARRY_COLUMNS = "k1, k2, exp, start, end_, ab_b, ba_b, ab_p, ba_p, code, records"
 
 
-def _day_sql(relation: str, gap: int, cut: int, sink: str) -> str:
-    """One day: conversations (``conv``, closed before ``cut``), oriented (``f``), then
+def _chunk_sql(relation: str, gap: int, cut: int, sink: str) -> str:
+    """One chunk: conversations (``conv``, closed before ``cut``), oriented (``f``), then
     ``sink`` over ``f``, tagged 0, and the open conversations' per-exporter rows, tagged 1."""
     return f"""
     WITH rec AS ({coded_sql(relation)}),
@@ -227,19 +228,19 @@ _CONVERSATIONS = """
            bytes c_bytes, packets c_packets, records c_records, exporters, best FROM f"""
 
 
-def _run_days(con: Any, days: FlowDays, gap_seconds: int, sink: str) -> pa.Table:
-    """Pass 2 over every day; the rows of ``sink`` from all days."""
+def _run_chunks(con: Any, flows: FlowSource, gap_seconds: int, sink: str) -> pa.Table:
+    """Pass 2 over every chunk; the rows of ``sink`` from all of them."""
     gap = gap_seconds * 1_000_000
     carry = pa.schema([(c.split()[0], _SQL_TYPES[c.split()[1]]) for c in _CARRY.split(", ")])
     con.register("cellwall_carry", carry.empty_table())
     out: list[pa.Table] = []
-    numbers = days.days()
-    for i, day in enumerate(numbers):
-        # a conversation that ends within the gap of the next day may go on then
-        cut = (day + 1) * DAY_US - gap if i + 1 < len(numbers) else 1 << 62
-        got = con.sql(_day_sql(days.relation(con, day), gap, cut, sink)).to_arrow_table()
+    chunks = flows.chunks()
+    for i, chunk in enumerate(chunks):
+        # a conversation that ends within the gap of the next chunk may go on there
+        cut = chunk[1] - gap if i + 1 < len(chunks) else 1 << 62
+        got = con.sql(_chunk_sql(flows.relation(con, chunk), gap, cut, sink)).to_arrow_table()
         tag = got["tag"].to_numpy()
-        out.append(got.filter(pa.array(tag == 0)).drop_columns(carry.names + ["tag"]))
+        out.append(got.filter(pa.array(tag == 0)).drop_columns([*carry.names, "tag"]))
         con.register("cellwall_carry", got.filter(pa.array(tag == 1)).select(carry.names))
     return pa.concat_tables(out)
 
@@ -272,18 +273,18 @@ def _service_sql(proto: str, port: str) -> str:
 
 
 def _passes(
-    days: FlowDays, memory_limit: str, threads: int | None, sink: str, gap_seconds: int,
+    flows: FlowSource, memory_limit: str, threads: int | None, sink: str, gap_seconds: int,
     workloads: Sequence[Workload] = (),
 ) -> tuple[Any, list[str], pa.Table]:  # fmt: skip
     con = _connect(memory_limit, threads)
-    addresses = _prepare(con, days)
-    con.register("cellwall_listen", pa.table({"ep": _listening(con, days)}))
+    addresses = _prepare(con, flows)
+    con.register("cellwall_listen", pa.table({"ep": _listening(con, flows)}))
     con.register("cellwall_seg", _segments(workloads, addresses))
-    return con, addresses, _run_days(con, days, gap_seconds, sink)
+    return con, addresses, _run_chunks(con, flows, gap_seconds, sink)
 
 
 def fast_edges(
-    days: FlowDays,
+    flows: FlowSource,
     workloads: Sequence[Workload],
     grouping: Grouping,
     *,
@@ -295,9 +296,9 @@ def fast_edges(
     memory_limit: str = "2GB",
     threads: int | None = None,
 ) -> tuple[pa.Table, list[str]]:
-    """:func:`edges.edges_table` of :func:`orient.conversations` over ``days``, as Arrow (the
+    """:func:`edges.edges_table` of :func:`orient.conversations` over ``flows``, as Arrow (the
     same rows in the same order), and the window's distinct addresses."""
-    con, addresses, parts = _passes(days, memory_limit, threads, _PARTS, gap_seconds, workloads)
+    con, addresses, parts = _passes(flows, memory_limit, threads, _PARTS, gap_seconds, workloads)
     try:
         con.register("cellwall_parts", parts)
         refs = np.unique(np.concatenate([parts["cref"].to_numpy(), parts["sref"].to_numpy()]))
@@ -337,13 +338,13 @@ def fast_edges(
 
 
 def fast_conversations(
-    days: FlowDays, *, gap_seconds: int = DEFAULT_GAP_SECONDS, memory_limit: str = "2GB"
+    flows: FlowSource, *, gap_seconds: int = DEFAULT_GAP_SECONDS, memory_limit: str = "2GB"
 ) -> pa.Table:
-    """:func:`orient.conversations` over ``days``, as Arrow (in no particular order).
+    """:func:`orient.conversations` over ``flows``, as Arrow (in no particular order).
 
     This materialises one row per conversation: it is for tests and small windows.
     """
-    con, addresses, got = _passes(days, memory_limit, None, _CONVERSATIONS, gap_seconds)
+    con, addresses, got = _passes(flows, memory_limit, None, _CONVERSATIONS, gap_seconds)
     try:
         con.register("cellwall_conv", got)
         rows = con.sql(

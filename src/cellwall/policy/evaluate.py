@@ -74,14 +74,15 @@ def _unmanaged(
     ips = _strings(t[f"{side}_ip"].take(pa.array(rows)))
     enc = pc.dictionary_encode(ips)
     codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), np.int64)
+    if not ir.terms.patterns:  # no DNS names: an address's endpoint never changes
+        return _by_address(ir, enc.dictionary)[codes]
     members = ir.terms.cidr_members(enc.dictionary)
-    if ir.terms.patterns:
-        ts = _ts_us(t["start"]).take(pa.array(rows))
-        words = ir.terms.dns_words(ips, ts, dns)
-    else:
-        words = np.zeros((len(rows), 1), np.int64)
-    keys = np.column_stack([codes, words])
-    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    ts = _ts_us(t["start"]).take(pa.array(rows))
+    words = ir.terms.dns_words(ips, ts, dns)
+    keys = np.ascontiguousarray(np.column_stack([codes, words]))
+    flat = keys.view(np.dtype((np.void, keys.dtype.itemsize * keys.shape[1]))).ravel()
+    _, first, inv = np.unique(flat, return_index=True, return_inverse=True)
+    uniq = keys[first]
     with ir.groups.lock:
         eps = np.asarray(
             [
@@ -93,11 +94,28 @@ def _unmanaged(
     return eps[inv.reshape(-1)]
 
 
+def _by_address(ir: PolicyIR, addresses: pa.Array) -> I32:
+    """The endpoint of each distinct address, through the IR's address cache."""
+    cache = ir.address_endpoints
+    texts = addresses.to_pylist()
+    found = np.asarray([cache.get(a, -1) for a in texts], np.int32)
+    new = np.flatnonzero(found < 0)
+    if len(new):
+        members = ir.terms.cidr_members(addresses.take(pa.array(new)))
+        none = np.zeros(1, np.int64)
+        with ir.groups.lock:
+            for j, i in enumerate(new.tolist()):
+                ep = ir.groups.signature_endpoint(ir.terms.signature(members[j], none))
+                cache[texts[i]] = found[i] = ep
+    return found
+
+
 def _endpoints(ir: PolicyIR, t: Any, side: str, cls: I32, dns: pa.Table | None) -> I32:
-    ep = cls.copy()
     rows = np.flatnonzero(cls < 0)
-    if len(rows):
-        ep[rows] = _unmanaged(ir, t, side, rows, dns)
+    if not len(rows):
+        return cls
+    ep = cls.copy()
+    ep[rows] = _unmanaged(ir, t, side, rows, dns)
     return ep
 
 
@@ -204,6 +222,25 @@ def _narrow(ir: PolicyIR, t: Any, prof: I32, atom: I32, dec: I32, unverified: Ma
                 break
 
 
+def _blocked(ir: PolicyIR, cc: I32, sc: I32, verdict: npt.NDArray[np.int8]) -> Mask:
+    """Blocked when either managed end's mode blocks the verdict: one table lookup on
+    (client mode, server mode, verdict)."""
+    out = np.zeros(len(verdict), bool)
+    rows = np.flatnonzero(verdict != ALLOWED)  # an allowed conversation is never blocked
+    if not len(rows):
+        return out
+    modes = np.append(ir.class_mode, np.int8(-1)) + 1  # 0: unmanaged, no mode
+    table = np.zeros((4, 4, 3), bool)
+    for m in range(4):
+        for v in range(3):
+            one = bool(_blocks(np.asarray([m - 1], np.int8), np.asarray([v], np.int8))[0])
+            table[m, :, v] |= one
+            table[:, m, v] |= one
+    key = (modes[cc[rows]].astype(np.int32) * 4 + modes[sc[rows]]) * 3 + verdict[rows]
+    out[rows] = table.ravel()[key]
+    return out
+
+
 def _blocks(mode: npt.NDArray[np.int8], verdict: npt.NDArray[np.int8]) -> Mask:
     full = (mode == 2) & (verdict != ALLOWED)
     selective = (mode == 1) & (verdict == DENIED)
@@ -217,27 +254,25 @@ def evaluate(
     t = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
     cc = _np(t["client_class"], np.int32)
     sc = _np(t["server_class"], np.int32)
-    proto = _np(t["proto"], np.int64, 0)
-    port = np.where(
-        np.isin(proto, ICMP_PROTOS),
-        _np(t["client_port"], np.int64),
-        _np(t["server_port"], np.int64),
-    )
+    proto = _np(t["proto"], np.uint8, 0)
+    icmp = (proto == ICMP_PROTOS[0]) | (proto == ICMP_PROTOS[1])
+    port = _np(t["server_port"], np.int32)
+    if icmp.any():
+        port = np.where(icmp, _np(t["client_port"], np.int32), port)
     cep = _endpoints(ir, t, "client", cc, dns)
     sep = _endpoints(ir, t, "server", sc, dns)
     g = ir.groups
     prof = g.pair_profiles(g.ep_src[cep], g.ep_dst[sep])
     atom = ir.atoms.atoms_of(proto, port)
-    dec = g.plain[prof, atom]
+    plain = g.plain
+    dec = plain.ravel()[prof.astype(np.int64) * plain.shape[1] + atom]
     unverified = np.zeros(len(dec), bool)
     if ir.any_narrowed:
         _narrow(ir, t, prof, atom, dec, unverified)
     if not ir.management.empty:
         _management(ir, t, cc, sc, atom, dec, unverified)
     verdict = ir.verdict_of[dec + 1]
-    modes = np.append(ir.class_mode, np.int8(-1))  # index -1: unmanaged, no mode
-    mode_c, mode_s = modes[cc], modes[sc]
-    blocked = _blocks(mode_c, verdict) | _blocks(mode_s, verdict)
+    blocked = _blocked(ir, cc, sc, verdict)
     ids = pa.array(ir.ids, pa.string())
     return pa.table(
         [

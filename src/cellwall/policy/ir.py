@@ -129,6 +129,7 @@ class PolicyIR:
             for _, m in r.narrowed:
                 self.all_atoms[r.index] |= m
         self.class_mode = self._class_modes()
+        self.address_endpoints: dict[str, int] = {}  # unmanaged address → endpoint (no DNS)
         from cellwall.policy.groups import Groups
 
         self.groups = Groups(self)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from cellwall.discover.coded import FlowDays, LakeDays
+from cellwall.discover.coded import FlowSource, LakeFlows
 from cellwall.discover.edges import MapResult, build_map, edges_table, parse_group_by
 from cellwall.discover.external import evidence_names, load_iplists
 from cellwall.discover.fast import FastPathUnavailable, fast_edges
@@ -52,14 +52,14 @@ def map_from_table(
     *,
     dns_names: Mapping[str, str] | None = None,
     dns_lake: Path | None = None,
-    days: FlowDays | None = None,
+    flows_by_chunk: FlowSource | None = None,
 ) -> MapResult:
     """The map of an Ibis flow table ``t`` (lake schema) with these workloads.
 
     External addresses without an IP list are named by ``dns_names``; else by the flows'
     own ``dns_name`` column (the name a destination had in the window; the greatest when it
     had several), then by the DNS evidence of the lake ``dns_lake`` at the flows' times.
-    ``days``, the same records by day, selects the fast path (it reads them itself).
+    ``flows_by_chunk``, the same records, selects the fast path (it reads them itself).
     """
     grouping = parse_group_by(query.group_by)
     iplists = load_iplists(list(query.iplist_files)) if query.iplist_files else None
@@ -75,10 +75,10 @@ def map_from_table(
             w.name for w in workloads if all(w.labels.get(k) == v for k, v in query.labels.items())
         ]
     services = list(query.services) or None
-    if days is not None:  # the fast path, on DuckDB (cellwall.discover.fast)
+    if flows_by_chunk is not None:  # the fast path, on DuckDB (cellwall.discover.fast)
         try:
-            fast, _ = fast_edges(days, workloads, grouping, iplists=iplists, dns_names=dns_names,
-                                 services=services, only_workloads=only,
+            fast, _ = fast_edges(flows_by_chunk, workloads, grouping, iplists=iplists,
+                                 dns_names=dns_names, services=services, only_workloads=only,
                                  gap_seconds=query.gap_seconds)  # fmt: skip
             return build_map(fast, workloads, grouping)
         except FastPathUnavailable:
@@ -130,8 +130,8 @@ def build_dependency_map(ws: Workspace, query: MapQuery) -> MapResult:
             hint=f"the newest flow starts at {newest.isoformat() if newest else 'never'}",
         )
     workloads = InventoryStore(ws.engine).current()
-    days = LakeDays(layout, query.since, query.until) if query.engine == "duckdb" else None
-    return map_from_table(t, workloads, query, dns_lake=layout.root, days=days)
+    chunks = LakeFlows(layout, query.since, query.until) if query.engine == "duckdb" else None
+    return map_from_table(t, workloads, query, dns_lake=layout.root, flows_by_chunk=chunks)
 
 
 def label_findings(ws: Workspace, query: MapQuery) -> list[dict[str, Any]]:
