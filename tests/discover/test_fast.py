@@ -114,9 +114,9 @@ def _demo_tables(out: Path) -> tuple[Any, LakeFlows, list[Workload]]:
 
     ws = Workspace.resolve(out / "home")
     layout = LakeLayout(ws.lake)
-    # small chunks: an hour each, so that conversations are carried across hours
+    # small chunks (hours), so that conversations are carried from one to the next
     chunks = LakeFlows(layout, chunk_records=1000)
-    assert len(chunks.chunks()) > 24
+    assert len(chunks.chunks()) > 2 * len(list(layout.flows.glob("day=*")))
     return flows(connect(), layout), chunks, InventoryStore(ws.engine).current()
 
 

@@ -246,7 +246,7 @@ def test_fast_evaluator_agrees_with_the_reference(scenario: Scenario) -> None:
 
 
 @settings(
-    max_examples=max(10, int(os.environ.get("CELLWALL_FUZZ", "200")) // 10),
+    max_examples=max(10, int(os.environ.get("CELLWALL_FUZZ", "200")) // 20),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     phases=[Phase.explicit, Phase.reuse, Phase.generate],

@@ -254,6 +254,35 @@ def test_since_limits_the_window_and_an_empty_window_names_the_newest_flow(mini:
     assert "2026-11-03T09:00:00" in str(info.value)
 
 
+def test_replaying_part_of_a_day_keeps_the_whole_days_recorded_hits(tmp_path: Path) -> None:
+    """Replay of the active policy records rule hits per day in the workspace (a day recorded
+    again replaces the old count, so the same window twice counts once). A later replay of
+    part of a day must not shrink what a replay of the whole day recorded: the lake still
+    holds both deny-rdp conversations of 2 November (at 10:02 and 10:06)."""
+    from cellwall.services.policy import load_policy_dir
+    from cellwall.state.rule_hits import RuleHits
+
+    (tmp_path / "flows.log").write_text("\n".join(mini_flow_lines()) + "\n")
+    (tmp_path / "inventory.yaml").write_text(MINI_INVENTORY)
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "policy" / "policy.yaml").write_text(MINI_POLICY)
+    ws = Workspace.resolve(tmp_path / "home")
+    ingest_paths(ws, [tmp_path / "flows.log"], fmt="vpc")
+    load_inventory(ws, [tmp_path / "inventory.yaml"])
+    loaded = load_policy_dir(ws, [tmp_path / "policy"], today=D1.date(), activate=True)
+    version = loaded["version"]
+    whole = run_replay(ws, ReplayQuery())
+    assert whole["policy"]["hits_recorded"] is True
+    hits = RuleHits(ws.engine).summary(version)
+    assert (hits["deny-rdp"].conversations, hits["web-to-api"].conversations) == (2, 2)
+    part = run_replay(ws, ReplayQuery(since=_secs(D1, 200)))  # 10:03:20 on 2 November
+    assert part["rule_hits"]["deny-rdp"]["days"] == {"2026-11-02": 1}
+    hits = RuleHits(ws.engine).summary(version)
+    assert hits["deny-rdp"].conversations == 2
+    assert hits["deny-rdp"].last_hit == _secs(D1, 360)
+    assert hits["web-to-api"].conversations == 2
+
+
 # ---------------------------------------------------------------------------------------------
 # Zeek: ICMP types, and an exporter that reports no action
 

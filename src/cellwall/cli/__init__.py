@@ -49,6 +49,7 @@ for _module in (
     "audit",
     "replay",
     "dbproxy",
+    "analyze",
 ):
     import_module(f"cellwall.cli.{_module}")
 

@@ -170,6 +170,11 @@ def _print_demo(doc: dict[str, Any]) -> None:
         f"{v['allowed']:,} allowed, {v['denied']:,} denied, {v['not-allowed']:,} would be "
         f"blocked; {pol['would_block']:,} blocked under the modes; {pol['escaped']:,} escaped"
     )
+    an = doc["analysis"]
+    out.print(
+        f"  analysis   {an['invariants']} invariants, {len(an['failed'])} failing; "
+        f"{an['sentence']}; lint {an['lint']['error']} errors, {an['lint']['warning']} warnings"
+    )
     out.print(
         f"  dbfw       {db['attacks_blocked']} of {db['attack_requests']} injection attempts "
         f"blocked, {db['benign_blocked']} of {db['benign_requests']} ordinary queries blocked"

@@ -97,6 +97,15 @@ def _addresses(a: PolicySet, b: PolicySet) -> list[str]:
         out.add(str(net.network_address))
         if net.num_addresses > 2:
             out.add(str(net.network_address + 1))
+        top = int(net.broadcast_address)
+        if top < (1 << net.max_prefixlen) - 1:
+            out.add(
+                str(
+                    ipaddress.ip_address(top + 1)
+                    if net.version == 6
+                    else ipaddress.IPv4Address(top + 1)
+                )
+            )
     return sorted(out)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ import pyarrow as pa
 from cellwall.errors import UsageError
 from cellwall.model.inventory import Workload
 from cellwall.model.labels import Labels
-from cellwall.model.policy import ICMP_PROTOS, PolicySet, Service, parse_service
+from cellwall.model.policy import ICMP_PROTOS, PORT_PROTOS, PolicySet, Service, parse_service
 from cellwall.policy.evaluate import _endpoints, _status, evaluate
 from cellwall.policy.ir import MANAGEMENT_IDS, LoweredRule
 from cellwall.policy.judge import Judge
@@ -93,10 +93,11 @@ class Explanation:
 
 def _end(
     text: str, side: str, workloads: list[Workload], at: datetime
-) -> tuple[str, str, Workload | None]:
-    """(description, ip, synthetic workload or None) for one end."""
+) -> tuple[str, str, str | None, Workload | None]:
+    """(description, ip, the workload whose class stands for the end (None: by its
+    address), a stand-in workload to add or None) for one end."""
     try:
-        return text, str(ipaddress.ip_address(text)), None
+        return text, str(ipaddress.ip_address(text)), None, None
     except ValueError:
         pass
     name = text.removeprefix("workload:")
@@ -104,15 +105,16 @@ def _end(
     if found is not None:
         ip = next((a.ip for a in found.addresses if a.covers(at)), None)
         if ip is not None:
-            return f"workload:{name} ({ip})", ip, None
-        return f"workload:{name}", "", replace(found, name=_SYNTH[side], addresses=())
+            return f"workload:{name} ({ip})", ip, None, None
+        return f"workload:{name}", "", name, None
     if "=" in text:
         try:
             pairs = dict(p.split("=", 1) for p in text.split(",") if p)
             labels = Labels.of({k.strip(): v.strip() for k, v in pairs.items()})
         except ValueError as exc:
             raise UsageError(f"{side} {text!r}: {exc}") from None
-        return f"labels {labels}", "", Workload(_SYNTH[side], labels=labels)
+        stand_in = Workload(_SYNTH[side], labels=labels)
+        return f"labels {labels}", "", stand_in.name, stand_in
     raise UsageError(
         f"{side} {text!r} is not an IP address, a workload or labels",
         hint="write 10.1.2.3, pay-web-1 (or workload:pay-web-1), or app=payments,role=web",
@@ -124,8 +126,13 @@ def _service(text: str) -> tuple[Service, int, int]:
         s = parse_service(text)
     except ValueError as exc:
         raise UsageError(f"service {text!r}: {exc}") from None
-    if s.proto is None:
-        raise UsageError("explain needs one protocol and port, such as tcp/443")
+    one = "explain judges one conversation: give one protocol and port, such as tcp/443"
+    if s.proto is None or s.narrowed:
+        raise UsageError(f"service {text!r}: {one}")
+    if s.lo != s.hi:
+        raise UsageError(f"service {text!r} is a range: {one}")
+    if s.proto in PORT_PROTOS and s.lo is None:
+        raise UsageError(f"service {text!r} has no port: {one}")
     if s.proto in ICMP_PROTOS:
         return s, -1, s.lo if s.lo is not None else -1
     return s, s.lo if s.lo is not None else -1, 0
@@ -167,9 +174,9 @@ def explain(
 ) -> Explanation:
     """Explain the conversation ``src`` → ``dst`` on ``service`` at ``at``."""
     wl = list(workloads)
-    cdesc, cip, csyn = _end(src, "client", wl, at)
-    sdesc, sip, ssyn = _end(dst, "server", wl, at)
-    wl += [w for w in (csyn, ssyn) if w is not None]
+    cdesc, cip, cname, cextra = _end(src, "client", wl, at)
+    sdesc, sip, sname, sextra = _end(dst, "server", wl, at)
+    wl += [w for w in (cextra, sextra) if w is not None]
     svc, server_port, client_port = _service(service)
     port = client_port if svc.proto in ICMP_PROTOS else server_port
     f = {
@@ -192,9 +199,9 @@ def explain(
     with Judge(policy, wl, dns) as j:
         ident = j.identify(t)
         cls = {}
-        for side, syn in (("client", csyn), ("server", ssyn)):
+        for side, name in (("client", cname), ("server", sname)):
             c = int(ident[f"{side}_class"][0].as_py())
-            cls[side] = j.ir.classes.workload_class[syn.name] if syn is not None else c
+            cls[side] = j.ir.classes.workload_class[name] if name is not None else c
         ident = ident.set_column(
             ident.column_names.index("client_class"),
             "client_class",

@@ -57,8 +57,8 @@ def conversation_facts(t: Any, *, gap_seconds: int = DEFAULT_GAP_SECONDS) -> Any
         server_process=server_process.max(),
         http_method=o.http_method.max(),
         http_path=o.http_path.max(),
-        exporter_rejects=(action == "REJECT").cast("int64").sum(),
-        exporter_accepts=(action == "ACCEPT").cast("int64").sum(),
+        exporter_rejects=(action == "REJECT").cast("int64").fill_null(zero).sum(),
+        exporter_accepts=(action == "ACCEPT").cast("int64").fill_null(zero).sum(),
     )
 
 
@@ -154,10 +154,12 @@ def _gather(j: Judge, t: pa.Table, v: pa.Table, r: ReplayResult) -> None:
     _count(r.verdicts, [verdict])
     r.unverified += int(pc.sum(v["unverified"]).as_py() or 0)
     r.blocked += int(pc.sum(v["blocked"]).as_py() or 0)
+    rejects = pc.fill_null(t["exporter_rejects"], 0)
+    accepts = pc.fill_null(t["exporter_accepts"], 0)
     ex = pc.if_else(
-        pc.greater(t["exporter_rejects"], 0),
+        pc.greater(rejects, 0),
         "REJECT",
-        pc.if_else(pc.greater(t["exporter_accepts"], 0), "ACCEPT", "unknown"),
+        pc.if_else(pc.greater(accepts, 0), "ACCEPT", "unknown"),
     )
     _count(r.exporter, [ex, verdict])
     blocked = v["blocked"]

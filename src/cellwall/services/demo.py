@@ -19,6 +19,7 @@ from cellwall.demo import DemoConfig, generate
 from cellwall.errors import UsageError
 from cellwall.inventory import InventoryStore, Resolver
 from cellwall.lake.layout import LakeLayout
+from cellwall.services.analyze import demo_analysis
 from cellwall.services.dbfw import demo_dbfw
 from cellwall.services.demo_policy import demo_policy_stage
 from cellwall.services.ingest import Progress, ingest_paths
@@ -143,6 +144,7 @@ def run_demo(
     coverage = identity_coverage(ws)
     maps = draw_maps(ws, out / "map")
     policy = demo_policy_stage(ws, out, _newest(ws))
+    analysis = demo_analysis(ws, out)
     dbfw = demo_dbfw(out / "dbfw")
     summary = {
         "out": str(out),
@@ -155,6 +157,7 @@ def run_demo(
         "identity": coverage,
         "map": maps,
         "policy": policy,
+        "analysis": analysis,
         "dbfw": dbfw,
         "truth": str(docs["truth"]),
         "seconds": round(time.perf_counter() - started, 2),

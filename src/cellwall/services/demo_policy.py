@@ -8,6 +8,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from cellwall.demo.policy_docs import demo_policy_yaml
 from cellwall.evidence.dns import scan_dns
 from cellwall.policy.explain import explain
@@ -18,13 +20,32 @@ from cellwall.workspace import Workspace
 __all__ = ["demo_policy_stage"]
 
 
-def _examples(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """A would-be-blocked edge of the replay and an allowed tier-to-tier edge."""
+def _examples(doc: dict[str, Any], parquet: Path) -> list[tuple[str, str, str, datetime]]:
+    """The top would-be-blocked edge of the replay and an allowed conversation between two
+    workloads, each as (client, server, service, start of one of its conversations)."""
+    cols = ["client_workload", "server_workload", "client_ip", "server_ip", "service", "start"]
+    rows = pq.read_table(parquet, columns=[*cols, "verdict"]).to_pylist()
+
+    def name(r: dict[str, Any], side: str) -> str:
+        return str(r[f"{side}_workload"] or f"ip:{r[f'{side}_ip']}")
+
     out = []
-    blocked = doc["top_would_be_blocked"]["workload"]
-    if blocked:
-        e = blocked[0]
-        out.append((e["client"].removeprefix("ip:"), e["server"].removeprefix("ip:"), e["service"]))
+    top = doc["top_would_be_blocked"]["workload"][:1]
+    for e in top:
+        for r in rows:
+            if (name(r, "client"), name(r, "server"), r["service"]) == (
+                e["client"],
+                e["server"],
+                e["service"],
+            ):
+                end = (e["client"].removeprefix("ip:"), e["server"].removeprefix("ip:"))
+                out.append((*end, e["service"], r["start"]))
+                break
+    between_workloads = (r for r in rows if r["client_workload"] and r["server_workload"])
+    for r in between_workloads:
+        if r["verdict"] == "allowed" and "/" in r["service"]:
+            out.append((r["client_workload"], r["server_workload"], r["service"], r["start"]))
+            break
     return out
 
 
@@ -45,8 +66,9 @@ def demo_policy_stage(ws: Workspace, out: Path, today: datetime) -> dict[str, An
     workloads = workloads_for(ws, None)
     explained = []
     if policy is not None:
-        for src, dst, svc in _examples(doc):
-            e = explain(policy, workloads, src, dst, svc, today, dns=scan_dns(ws.lake))
+        dns = scan_dns(ws.lake)
+        for src, dst, svc, start in _examples(doc, parquet):
+            e = explain(policy, workloads, src, dst, svc, start, dns=dns)
             explained.append(str(e))
     (replay_dir / "explain.txt").write_text("\n\n".join(explained) + "\n")
     return {

@@ -2,8 +2,8 @@
 
 Replay of the active policy records what it counted, so that later stages (stale-rule
 detection, review) can ask "when did this rule last allow anything?" without rereading the
-lake. A day recorded again is replaced, not added to: replaying the same window twice
-counts once.
+lake. A day recorded again keeps the larger count, never the sum: replaying the same window
+twice counts once, and a window that starts in the middle of a day does not shrink it.
 """
 
 from __future__ import annotations
@@ -82,15 +82,27 @@ class RuleHits:
             )
         with self.engine.begin() as conn:
             for r in rows:
+                key = (
+                    (hits_t.c.policy_version == version)
+                    & (hits_t.c.rule_id == r["rule_id"])
+                    & (hits_t.c.day == r["day"])
+                )
+                old = conn.execute(
+                    sa.select(hits_t.c.conversations, hits_t.c.last_hit).where(key)
+                ).first()
+                if old is None:
+                    conn.execute(hits_t.insert().values(**r))
+                    continue
+                # a window that covers part of a day must not shrink what a whole-day replay
+                # counted; the same window again changes nothing
                 conn.execute(
-                    hits_t.delete().where(
-                        (hits_t.c.policy_version == version)
-                        & (hits_t.c.rule_id == r["rule_id"])
-                        & (hits_t.c.day == r["day"])
+                    hits_t.update()
+                    .where(key)
+                    .values(
+                        conversations=max(int(old[0]), r["conversations"]),
+                        last_hit=max(_aware(old[1]), r["last_hit"]),
                     )
                 )
-            if rows:
-                conn.execute(hits_t.insert(), rows)
         return len(rows)
 
     def summary(self, version: int, rule_ids: Iterable[str] = ()) -> dict[str, RuleHit]:
