@@ -2,12 +2,20 @@
 
 Everything is drawn from small vocabularies so that selectors, lists and services overlap
 with the inventory often enough that rules actually fire: four label keys (app, role, env,
-data) with two or three values each, a handful of IPv4 and IPv6 addresses shared between
-workloads (so leases overlap and change hands), a few unmanaged addresses inside and outside
-the IP lists, six moments in time, and services built around a few ports and ICMP types.
+data) with two or three values each (plus ``loc``, which only ``same`` names), a handful of
+IPv4 and IPv6 addresses shared between workloads (so that leases overlap and change hands),
+unmanaged addresses inside and outside the IP lists, six moments in time for lease and DNS
+bounds, and services built around a few ports, ICMP types and narrowing facts.
 
-:func:`scenarios` draws one whole case: a policy set, workloads, DNS rows and conversations,
-most of them between known addresses and many of them shaped after a rule's service.
+:func:`scenarios` draws one whole case: workloads, a policy set (scoped and unscoped
+policies with modes, every selector term, every service form, all three actions, the
+management tier), DNS evidence (random, and for the names that the policy asks for) and
+conversations. Two in three conversations are *aimed* (:class:`Aims`): their ends are drawn
+among the addresses that some rule's sides match at that moment and their service after
+that rule's, so that rules actually decide; the rest are drawn at random. Facts for
+narrowed services are present and agreeing, present and disagreeing, or missing.
+:func:`wide_scenarios` adds sizes past one machine word: 70+ DNS names and rules, dozens of
+workloads in many label classes.
 """
 
 from __future__ import annotations
@@ -38,7 +46,6 @@ from cellwall.model.policy import (
 from tests.policy.reference import End, canonical_dns, in_cidrs, owner_at, side_matches
 
 __all__ = [
-    "CONV_SCHEMA_COLUMNS",
     "Scenario",
     "conversations",
     "dns_evidence",
@@ -201,7 +208,7 @@ def ip_lists(draw: Draw, name: str) -> IPList:
     if ranges and with_except:
         excepts = draw(st.lists(cidrs(), max_size=2))
     fqdns: list[str] = []
-    if draw(st.booleans()):
+    if draw(st.integers(0, 2)) > 0:
         fqdns = draw(st.lists(_sample(NAME_PATTERNS), max_size=2))
     if not ranges and not fqdns:
         ranges = [draw(cidrs())]
@@ -220,26 +227,38 @@ def dns_evidence(draw: Draw) -> list[tuple[datetime, datetime, str, str]]:
     return rows
 
 
-def _patterns(sel: Selector) -> list[str]:
-    found = [sel.fqdn] if sel.fqdn is not None else []
+def _named_selectors(sel: Selector) -> list[Selector]:
+    found = [sel] if sel.fqdn is not None else []
     for inner in sel.negations:
-        found += _patterns(inner)
+        found += _named_selectors(inner)
     return found
 
 
 @st.composite
 def evidence_for(draw: Draw, policy: PolicySet) -> list[tuple[datetime, datetime, str, str]]:
-    """DNS rows for some of the names that the policy's selectors and lists ask for, so
-    that name-based rules fire; a `*.` pattern gets a name below it."""
-    patterns = {p for _, r in policy.rules() for sel in (r.from_, r.to) for p in _patterns(sel)}
-    patterns |= {f for lst in policy.iplists for f in lst.fqdns}
+    """DNS rows for most of the names that the policy's selectors and lists ask for, so
+    that name-based rules fire: a `*.` pattern gets a name below it, and a name that a
+    selector ANDs with `cidrs` goes to an address in those ranges when there is one."""
+    wanted: dict[str, set[str]] = {}  # pattern -> addresses that would suit it
+    for _, rule in policy.rules():
+        for sel in _named_selectors(rule.from_) + _named_selectors(rule.to):
+            assert sel.fqdn is not None
+            fits = {
+                ip
+                for ip in UNMANAGED
+                if not sel.cidrs or (in_cidrs(ip, sel.cidrs) and not in_cidrs(ip, sel.except_))
+            }
+            wanted.setdefault(sel.fqdn, set()).update(fits or UNMANAGED)
+    for lst in policy.iplists:
+        for f in lst.fqdns:
+            wanted.setdefault(f, set()).update(UNMANAGED)
     rows = []
-    for pattern in sorted(patterns):
+    for pattern, fits in sorted(wanted.items()):
         if draw(st.integers(0, 3)) > 0:
             name = "x." + pattern[2:] if pattern.startswith("*.") else pattern
-            ip = draw(_sample(UNMANAGED + ADMIN_IPS[:1]))
+            ip = draw(_sample(sorted(fits)))
             i = draw(st.integers(0, 2))  # long-lived: most conversations see the answer
-            j = draw(st.integers(3, len(MOMENTS) - 1))
+            j = draw(st.integers(4, len(MOMENTS) - 1))
             rows.append((MOMENTS[i], MOMENTS[j], ip, name))
     return rows
 
@@ -262,6 +281,8 @@ def label_terms(draw: Draw) -> tuple[LabelTerm, ...]:
 def address_selectors(draw: Draw, lists: Sequence[str]) -> Selector:
     kinds = ["cidrs", "fqdn"] + (["iplist"] if lists else [])
     chosen = draw(st.lists(_sample(kinds), min_size=1, max_size=2, unique=True))
+    if draw(st.integers(0, 2)) > 0:
+        chosen = chosen[:1]  # one kind alone, mostly: an AND of two seldom matches
     iplist = draw(_sample(lists)) if "iplist" in chosen else None
     ranges: tuple[str, ...] = ()
     excepts: tuple[str, ...] = ()
@@ -409,11 +430,11 @@ def policy_sets(draw: Draw, names: Sequence[str]) -> PolicySet:
         # Names are drawn out of order so that sorting by name matters.
         policies.append(Policy(f"p{draw(st.integers(0, 99)):02d}-{p}", tuple(rules), scope, mode))
     management = Management()
-    if draw(st.booleans()):
+    if draw(st.integers(0, 2)) > 0:
         management = Management(
-            admin_networks=tuple(draw(st.lists(_sample(ADMIN_NETS), max_size=2))),
+            admin_networks=tuple(draw(st.lists(_sample(ADMIN_NETS), min_size=1, max_size=2))),
             services=tuple(draw(st.lists(services(), max_size=2))),
-            controllers=tuple(draw(st.lists(_sample(CONTROLLERS), max_size=2))),
+            controllers=tuple(draw(st.lists(_sample(CONTROLLERS), min_size=1, max_size=2))),
             control_services=tuple(draw(st.lists(services(), max_size=2))),
         )
     settings = Settings(default_mode=draw(_sample(MODES)), management=management)
@@ -422,19 +443,6 @@ def policy_sets(draw: Draw, names: Sequence[str]) -> PolicySet:
 
 # ---------------------------------------------------------------------------------------------
 # Conversations
-
-CONV_SCHEMA_COLUMNS = (
-    "client_ip",
-    "server_ip",
-    "proto",
-    "server_port",
-    "client_port",
-    "start",
-    "server_process",
-    "http_method",
-    "http_path",
-    "icmp_code",
-)
 
 
 @st.composite

@@ -3,7 +3,13 @@
 Random policy sets, inventories, DNS evidence and conversations (tests/policy/strategies.py)
 go through ``cellwall.policy.judge.judge`` as one Arrow table and, one at a time, through
 ``tests/policy/reference.py``; every row must give the same verdict, deciding rule,
-``unverified`` and ``blocked``. ``CELLWALL_FUZZ`` sets the number of examples (default 200).
+``unverified`` and ``blocked``. ``CELLWALL_FUZZ`` sets the number of examples (default 200;
+the wide scenarios, past one machine word of names and rules, run a twentieth of that).
+
+On a disagreement :func:`minimise` drops every workload, lease, DNS row, policy, rule,
+service and IP list that the disagreement does not need, and the failure prints that small
+case (conversation, policy, workloads, evidence, both answers) ready to paste into
+tests/policy/test_regressions.py.
 """
 
 from __future__ import annotations

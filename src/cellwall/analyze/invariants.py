@@ -87,7 +87,9 @@ def _on(inv: Invariant) -> str:
 def _first_atom(space: Space, i: int, j: int, atoms: Mask, effective: bool, want: bool) -> int:
     for part, m in space.per_atom(atoms, effective):
         if bool(m[i, j]) == want:
-            return int(np.flatnonzero(part)[0])
+            found = np.flatnonzero(part).tolist()
+            ported = [a for a in found if space.atoms[a].lo >= 0]
+            return int((ported or found)[0])
     return int(np.flatnonzero(atoms)[0])
 
 
@@ -130,8 +132,9 @@ def _chain(
         atom = _first_atom(space, a, b, atoms, effective, True)
         h = hop(space, a, b, atom, inv.services)
         server = space.example(b, other=client)
-        hops.append(Hop(client, server, h.service, h.verdict, h.rule, h.rules, h.unverified,
-                        h.blocked))  # fmt: skip
+        hops.append(
+            Hop(client, server, h.service, h.verdict, h.rule, h.rules, h.unverified, h.blocked)
+        )
         client = server
     return Counterexample(tuple(hops))
 

@@ -117,7 +117,7 @@ def _dead(space: Space, d_all: I32, d_plain: I32) -> Iterator[Finding]:
                 f"rule `{lr.id}` ({lr.policy}) matches "
                 "no pair of endpoints: no client, server and `same` fit together",
             )
-            continue  # fmt: skip
+            continue
         if (d_all == lr.index).any() or (d_plain == lr.index).any():
             continue
         codes = np.unique(d_all[places][:, ir.all_atoms[lr.index]])
@@ -126,8 +126,12 @@ def _dead(space: Space, d_all: I32, d_plain: I32) -> Iterator[Finding]:
         ids = [ir.rules[c].id for c in deciders] + (["management"] if (codes == -2).any() else [])
         check = "overridden" if other else "shadowed"
         verb = "override" if other else "shadow"
-        yield _finding(check, [lr.id, *ids], f"rule `{lr.id}` never decides: "
-                       f"{', '.join(f'`{i}`' for i in ids)} {verb} it everywhere it matches")  # fmt: skip
+        yield _finding(
+            check,
+            [lr.id, *ids],
+            f"rule `{lr.id}` never decides: "
+            f"{', '.join(f'`{i}`' for i in ids)} {verb} it everywhere it matches",
+        )
 
 
 def _fallback_same(space: Space, r: int, d: I32, cover: Mask) -> bool:
@@ -162,15 +166,21 @@ def _redundant(space: Space, d_all: I32, d_plain: I32) -> Iterator[Finding]:
         decides = (d_all == lr.index).any() or (d_plain == lr.index).any()
         if not decides:
             continue
-        if not (_fallback_same(space, lr.index, d_all, ir.all_atoms)
-                and _fallback_same(space, lr.index, d_plain, ir.plain)):  # fmt: skip
+        if not (
+            _fallback_same(space, lr.index, d_all, ir.all_atoms)
+            and _fallback_same(space, lr.index, d_plain, ir.plain)
+        ):
             continue
         if base is None:
             base = connectivity(ir).triples
         after = connectivity(PolicyIR(_without(space.policy_set, lr.id), workloads)).triples
         if after == base:
-            yield _finding("redundant", [lr.id], f"removing rule `{lr.id}` ({lr.policy}) "
-                           "leaves the connectivity equal: later rules decide the same")  # fmt: skip
+            yield _finding(
+                "redundant",
+                [lr.id],
+                f"removing rule `{lr.id}` ({lr.policy}) "
+                "leaves the connectivity equal: later rules decide the same",
+            )
 
 
 def _conflicts(space: Space) -> Iterator[Finding]:
@@ -184,15 +194,17 @@ def _conflicts(space: Space) -> Iterator[Finding]:
             both = space.rect([a.index]) & space.rect([d.index]) & space.distinct
             if not both.any():
                 continue
-            pairs = int((np.outer(np.maximum(space.sizes, 1), np.maximum(space.sizes, 1))
-                         * both).sum())  # fmt: skip
+            pairs = int(
+                (np.outer(np.maximum(space.sizes, 1), np.maximum(space.sizes, 1)) * both).sum()
+            )
             svc = ", ".join(services_text(space.atoms, atoms))
             if d.action == "override-deny":
                 text = f"override-deny `{d.id}` beats allow `{a.id}`"
             else:
                 text = f"allow `{a.id}` beats deny `{d.id}`"
-            yield _finding("conflict", [a.id, d.id], f"{text} for about {pairs} endpoint "
-                           f"pair(s) on {svc}")  # fmt: skip
+            yield _finding(
+                "conflict", [a.id, d.id], f"{text} for about {pairs} endpoint pair(s) on {svc}"
+            )
 
 
 def _zero(sel: Selector, ps: PolicySet) -> bool:
@@ -212,16 +224,33 @@ def _broad(space: Space) -> Iterator[Finding]:
             continue
         r = lr.rule
         if space.src[lr.index].all() and space.dst[lr.index][: space.k].all():
-            yield _finding("any-to-any", [lr.id], f"allow rule `{lr.id}` lets every "
-                           "endpoint open every workload")  # fmt: skip
+            yield _finding(
+                "any-to-any",
+                [lr.id],
+                f"allow rule `{lr.id}` lets every endpoint open every workload",
+            )
         if _zero(r.from_, ps) or _zero(r.to, ps):
-            yield _finding("whole-internet", [lr.id], f"allow rule `{lr.id}` names a /0 "
-                           "with no except: every address, private ones included")  # fmt: skip
-        wide = [s for s in r.services if s.proto is None or (s.proto in PORT_PROTOS and (
-            s.lo is None or (s.hi is not None and s.hi - s.lo >= 65535)))]  # fmt: skip
+            yield _finding(
+                "whole-internet",
+                [lr.id],
+                f"allow rule `{lr.id}` names a /0 "
+                "with no except: every address, private ones included",
+            )
+        wide = [
+            s
+            for s in r.services
+            if s.proto is None
+            or (
+                s.proto in PORT_PROTOS
+                and (s.lo is None or (s.hi is not None and s.hi - s.lo >= 65535))
+            )
+        ]
         if wide:
-            yield _finding("all-ports", [lr.id], f"allow rule `{lr.id}` opens "
-                           f"{', '.join(str(s) for s in wide)}: every port")  # fmt: skip
+            yield _finding(
+                "all-ports",
+                [lr.id],
+                f"allow rule `{lr.id}` opens {', '.join(str(s) for s in wide)}: every port",
+            )
 
 
 def _loader(diagnostics: Sequence[Diagnostic]) -> Iterator[Finding]:

@@ -55,7 +55,8 @@ class Hop:
     def __str__(self) -> str:
         by = f" by {self.rule}" if self.rule else ""
         extra = " (unverified)" if self.unverified else ""
-        extra += "; enforcement blocks it" if self.blocked else ""
+        if self.verdict != "allowed":
+            extra += "; enforcement blocks it" if self.blocked else "; the modes let it through"
         chain = f" [matching: {', '.join(self.rules)}]" if len(self.rules) > 1 else ""
         return f"{self.client} → {self.server} on {self.service}: {self.verdict}{by}{extra}{chain}"
 

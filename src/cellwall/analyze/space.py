@@ -220,8 +220,9 @@ class Space:
             parts = [(s, d)] if not same else [(s & b, d & b) for b in self._same_blocks(same)]
             for ps_, pd in parts:
                 if ps_.any() and pd.any():
-                    shapes.setdefault(np.packbits(ps_).tobytes() + np.packbits(pd).tobytes(),
-                                      (ps_, pd))  # fmt: skip
+                    shapes.setdefault(
+                        np.packbits(ps_).tobytes() + np.packbits(pd).tobytes(), (ps_, pd)
+                    )
         if not shapes:
             found = np.zeros((self.n, self.n), bool)
         else:
@@ -276,7 +277,9 @@ class Space:
     def _patterns(self, atoms: Mask, blockers: list[int]) -> Iterator[tuple[list[int], Mask]]:
         """Atoms of ``atoms`` grouped by the ``blockers`` that cover them."""
         groups: dict[bytes, list[int]] = {}
-        cover = self.cover[blockers][:, atoms] if blockers else np.zeros((0, int(atoms.sum())), bool)
+        cover = (
+            self.cover[blockers][:, atoms] if blockers else np.zeros((0, int(atoms.sum())), bool)
+        )
         idx = np.flatnonzero(atoms)
         for col, a in enumerate(idx.tolist()):
             groups.setdefault(np.packbits(np.asarray(cover[:, col], bool)).tobytes(), []).append(a)

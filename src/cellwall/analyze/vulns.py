@@ -64,8 +64,9 @@ def _trivy(doc: Mapping[str, Any], name: str) -> list[Vulnerability]:
     for result in doc.get("Results") or []:
         for v in result.get("Vulnerabilities") or []:
             sev = str(v.get("Severity", "unknown")).lower()
-            out.append(Vulnerability(name, str(v.get("VulnerabilityID")), sev,
-                                     _score(sev, _trivy_cvss(v))))  # fmt: skip
+            out.append(
+                Vulnerability(name, str(v.get("VulnerabilityID")), sev, _score(sev, _trivy_cvss(v)))
+            )
     return out
 
 
@@ -80,8 +81,9 @@ def _grype(doc: Mapping[str, Any], name: str) -> list[Vulnerability]:
             if isinstance(c.get("metrics"), dict)
             and isinstance(c["metrics"].get("baseScore"), int | float)
         ]
-        out.append(Vulnerability(name, str(v.get("id")), sev,
-                                 _score(sev, max(scores) if scores else None)))  # fmt: skip
+        out.append(
+            Vulnerability(name, str(v.get("id")), sev, _score(sev, max(scores) if scores else None))
+        )
     return out
 
 
@@ -110,8 +112,9 @@ def _csv(text: str, file: str) -> list[Vulnerability]:
             raise InputError(
                 f"{file}: cvss {raw!r} is not a number", "write a score 0-10"
             ) from None
-        out.append(Vulnerability(row["workload"].strip(), row["cve"].strip(), sev,
-                                 _score(sev, cvss)))  # fmt: skip
+        out.append(
+            Vulnerability(row["workload"].strip(), row["cve"].strip(), sev, _score(sev, cvss))
+        )
     return out
 
 
@@ -125,8 +128,10 @@ def parse_report(text: str, file: str, workloads: Iterable[str]) -> list[Vulnera
         diag = Diagnostic(file, exc.lineno, exc.colno, "bad-json", exc.msg)
         raise InputError(f"{file}: not JSON", "give a Trivy or Grype JSON report", [diag]) from None
     if not isinstance(doc, dict) or not ({"Results", "matches"} & set(doc)):
-        raise InputError(f"{file}: neither a Trivy nor a Grype report",
-                         "use `trivy --format json` or `grype -o json`")  # fmt: skip
+        raise InputError(
+            f"{file}: neither a Trivy nor a Grype report",
+            "use `trivy --format json` or `grype -o json`",
+        )
     known = set(workloads)
     name = _artifact(doc)
     if name not in known:
@@ -149,7 +154,9 @@ def load_vulnerabilities(
             ) from None
         for v in parse_report(text, str(path), known):
             if v.workload not in known:
-                raise InputError(f"{path}: {v.workload!r} is not a workload of the inventory",
-                                 "name the report after the workload, or fix the CSV")  # fmt: skip
+                raise InputError(
+                    f"{path}: {v.workload!r} is not a workload of the inventory",
+                    "name the report after the workload, or fix the CSV",
+                )
             out.setdefault(v.workload, []).append(v)
     return out

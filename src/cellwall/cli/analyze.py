@@ -81,9 +81,14 @@ def analyze_reach_command(
 
     with handled():
         result = analyze_reach(
-            workspace(home), source, target, src=_sources(policy, inventory),
-            services=service or (), effective=effective, draft=draft,
-        )  # fmt: skip
+            workspace(home),
+            source,
+            target,
+            src=_sources(policy, inventory),
+            services=service or (),
+            effective=effective,
+            draft=draft,
+        )
         _print(result, as_json)
 
 
@@ -101,8 +106,12 @@ def analyze_matrix_command(
     from cellwall.services.analyze import analyze_matrix
 
     with handled():
-        result = analyze_matrix(workspace(home), src=_sources(policy, inventory),
-                                services=service or (), effective=effective)  # fmt: skip
+        result = analyze_matrix(
+            workspace(home),
+            src=_sources(policy, inventory),
+            services=service or (),
+            effective=effective,
+        )
         _print(result, as_json)
 
 
@@ -131,10 +140,14 @@ def analyze_invariants_command(
 
     with handled():
         report = analyze_invariants(
-            workspace(home, lake), src=_sources(policy, inventory), file=invariants,
-            effective=effective, with_evidence=evidence,
-            since=parse_time(since, now, "--since"), until=parse_time(until, now, "--until"),
-        )  # fmt: skip
+            workspace(home, lake),
+            src=_sources(policy, inventory),
+            file=invariants,
+            effective=effective,
+            with_evidence=evidence,
+            since=parse_time(since, now, "--since"),
+            until=parse_time(until, now, "--until"),
+        )
         _print(report, as_json)
         if report.failed:
             raise typer.Exit(1)
@@ -166,9 +179,14 @@ def analyze_blast_command(
 
     with handled():
         q = BlastQuery(
-            source, hops, tuple(vulns or ()), proposed, observed,
-            parse_time(since, now, "--since"), parse_time(until, now, "--until"),
-        )  # fmt: skip
+            source,
+            hops,
+            tuple(vulns or ()),
+            proposed,
+            observed,
+            parse_time(since, now, "--since"),
+            parse_time(until, now, "--until"),
+        )
         _print(analyze_blast(workspace(home, lake), q, src=_sources(policy, inventory)), as_json)
 
 
@@ -186,8 +204,9 @@ def analyze_exposure_command(
     from cellwall.services.analyze import analyze_exposure
 
     with handled():
-        result = analyze_exposure(workspace(home), src=_sources(policy, inventory), hops=hops,
-                                  vulns=vulns or (), top=top)  # fmt: skip
+        result = analyze_exposure(
+            workspace(home), src=_sources(policy, inventory), hops=hops, vulns=vulns or (), top=top
+        )
         _print(result, as_json)
 
 

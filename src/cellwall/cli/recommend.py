@@ -130,8 +130,9 @@ def recommend_command(
         at = _now(now)
         settings = {"min_days": min_days} if min_days is not None else {}
         since, until = parse_window(window, at, "--window")
-        q = RecommendQuery(since, until, granularity, out_dir, tuple(iplists or ()),
-                           idle_days, settings)  # fmt: skip
+        q = RecommendQuery(
+            since, until, granularity, out_dir, tuple(iplists or ()), idle_days, settings
+        )
         if compare is not None:
             a = parse_window(compare[0], at, "--compare")
             b = parse_window(compare[1], at, "--compare")

@@ -242,20 +242,25 @@ def listen_sql(relation: str) -> str:
 
 def coded_sql(relation: str) -> str:
     """Per record: the key ``k1`` (endpoint a), ``k2`` (endpoint b), ``exp``, ``start``,
-    ``end_``, bytes and packets a → b and b → a, and ``code``: the exporter's evidence
-    ``rank * 2 + (0 if a is the client else 1)`` (or :data:`NO_EVIDENCE`) times 16, plus
-    the port numbers' verdict ``8 + (0 if a is the client else 1)``. The smallest code of
-    a conversation holds its best exporter evidence, or else its best port verdict."""
-    src, dst = endpoint_sql("sid", "proto", "sp"), endpoint_sql("did", "proto", "dp")
+    ``end_``, bytes and packets both ways (``tb``, ``tp``) and a → b and b → a, and
+    ``code``: the exporter's evidence ``rank * 2 + (0 if a is the client else 1)`` (or
+    :data:`NO_EVIDENCE`) times 16, plus the port numbers' verdict ``8 + (0 if a is the
+    client else 1)``. The smallest code of a conversation holds its best exporter evidence,
+    or else its best port verdict.
+
+    Endpoint codes order as ``(ip, port)`` do (the protocol is the same at both ends), so
+    ``a``, the smaller end, is the smaller code."""
     sc, dc = _port_class("sp"), _port_class("dp")
     port_src = (f"CASE WHEN proto IN (1, 58) THEN sp NOT IN (0, 129) "
                 f"WHEN {sc} <> {dc} THEN {sc} > {dc} ELSE sp >= dp END")  # fmt: skip
     return f"""
-    SELECT CASE WHEN a_src THEN {src} ELSE {dst} END k1,
-           CASE WHEN a_src THEN {dst} ELSE {src} END k2,
-           exp, start, end_,
+    SELECT least(se, de) k1, greatest(se, de) k2, exp, start, end_,
+           by_ + rb tb, pk + rp tp,
            CASE WHEN a_src THEN by_ ELSE rb END ab_b, CASE WHEN a_src THEN rb ELSE by_ END ba_b,
            CASE WHEN a_src THEN pk ELSE rp END ab_p, CASE WHEN a_src THEN rp ELSE pk END ba_p,
            (coalesce(xr * 2 + CASE WHEN xs = a_src THEN 0 ELSE 1 END, {NO_EVIDENCE}) * 16
             + 8 + CASE WHEN ({port_src}) = a_src THEN 0 ELSE 1 END)::SMALLINT code
-    FROM (SELECT *, (sid < did) OR (sid = did AND sp <= dp) a_src FROM ({_base_sql(relation)}))"""
+    FROM (SELECT *, se <= de a_src FROM (
+            SELECT *, {endpoint_sql("sid", "proto", "sp")} se,
+                   {endpoint_sql("did", "proto", "dp")} de
+            FROM ({_base_sql(relation)})))"""

@@ -161,17 +161,19 @@ _CARRY_COLUMNS = "k1, k2, exp, start, end_, ab_b, ba_b, ab_p, ba_p, code, record
 
 def _chunk_sql(relation: str, gap: int, cut: int, sink: str) -> str:
     """One chunk: conversations (``conv``, closed before ``cut``), oriented (``f``), then
-    ``sink`` over ``f``, tagged 0, and the open conversations' per-exporter rows, tagged 1."""
+    ``sink`` over ``f``, tagged 0, and the open conversations' per-exporter rows, tagged 1.
+
+    The records are read twice (the second time only for keys that need the gap rule's
+    window functions): that costs less than DuckDB's materialising them."""
+    rec = coded_sql(relation)
     return f"""
-    WITH rec AS ({coded_sql(relation)}),
-    k AS (SELECT k1, k2, min(start) lo, max(start) hi, max(end_) mx, min(exp) e1, max(exp) e2,
-                 sum(ab_b + ba_b) bytes, sum(ab_p + ba_p) packets, min(code) code,
-                 count(*) records
-          FROM rec GROUP BY k1, k2),
+    WITH k AS (SELECT k1, k2, min(start) lo, max(start) hi, max(end_) mx, min(exp) e1, max(exp) e2,
+                 sum(tb) bytes, sum(tp) packets, min(code) code, count(*) records
+          FROM ({rec}) GROUP BY k1, k2),
     kc AS (SELECT k1, k2 FROM k WHERE hi > lo + {gap} OR e1 <> e2 OR mx >= {cut}
            UNION SELECT k1, k2 FROM cellwall_carry),
     cr AS (SELECT {_CARRY_COLUMNS.replace("records", "1::BIGINT records")}
-           FROM rec SEMI JOIN kc USING (k1, k2)
+           FROM ({rec}) SEMI JOIN kc USING (k1, k2)
            UNION ALL SELECT {_CARRY_COLUMNS} FROM cellwall_carry),
     w1 AS (SELECT *, max(end_) OVER (PARTITION BY k1, k2 ORDER BY start
                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) prev FROM cr),

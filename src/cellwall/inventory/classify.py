@@ -94,7 +94,9 @@ def _nets(cidrs: Iterable[str], what: str) -> list[_Net]:
     return out
 
 
-def to_numbers(values: pa.Array) -> tuple[npt.NDArray[np.int8], U64, U64]:
+def to_numbers(
+    values: pa.Array, *, mapped_as_ipv4: bool = True
+) -> tuple[npt.NDArray[np.int8], U64, U64]:
     """Family (4, 6, or 0 when not an address) and the 128-bit value of each string.
 
     IPv4 is kept in the top 32 bits of ``hi`` (as :class:`_Net` does), so one comparison
@@ -117,7 +119,11 @@ def to_numbers(values: pa.Array) -> tuple[npt.NDArray[np.int8], U64, U64]:
             addr = ipaddress.ip_address(text) if text is not None else None
         except ValueError:
             addr = None
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        if (
+            isinstance(addr, ipaddress.IPv6Address)
+            and addr.ipv4_mapped is not None
+            and mapped_as_ipv4
+        ):
             addr = addr.ipv4_mapped
         if addr is not None:
             value = int(addr) << (96 if addr.version == 4 else 0)

@@ -87,7 +87,7 @@ class AddressTerms:
 
     def cidr_members(self, ips: pa.Array) -> npt.NDArray[np.bool_]:
         """A (len(ips), count) matrix: does each distinct address satisfy each term's CIDRs?"""
-        fam, hi, lo = to_numbers(ips)
+        fam, hi, lo = to_numbers(ips, mapped_as_ipv4=False)  # ::ffff:a.b.c.d is IPv6 here
         out = np.zeros((len(ips), self.count), bool)
         for t, term in enumerate(self._terms):
             inside = np.zeros(len(ips), bool)

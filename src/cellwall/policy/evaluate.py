@@ -124,7 +124,7 @@ def _in_nets(ir_nets: tuple[Any, ...], ips: Any) -> Mask:
         ips = ips.unify_dictionaries() if pa.types.is_dictionary(ips.type) else ips
         ips = ips.combine_chunks()
     enc = ips if pa.types.is_dictionary(ips.type) else pc.dictionary_encode(ips)
-    fam, hi, lo = to_numbers(enc.dictionary.cast(pa.string()))
+    fam, hi, lo = to_numbers(enc.dictionary.cast(pa.string()), mapped_as_ipv4=False)
     inside = np.zeros(len(enc.dictionary), bool)
     for net in ir_nets:
         inside |= net.contains(fam, hi, lo)

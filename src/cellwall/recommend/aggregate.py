@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cellwall.recommend.classes import ClassKey, Classifier, generalise, is_external
+from cellwall.recommend.classes import Classifier, ClassKey, generalise, is_external
 from cellwall.recommend.model import Evidence, RecommendConfig
 
 __all__ = ["ClassEdge", "class_edges", "node_codes"]
@@ -84,7 +85,7 @@ def _columns(edges: pa.Table) -> dict[str, np.ndarray]:
     }
 
 
-def _reduce(inv: np.ndarray, g: int, c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _reduce(inv: np.ndarray, g: int, c: dict[str, np.ndarray]) -> dict[str, Any]:
     conv = np.zeros(g, np.int64)
     np.add.at(conv, inv, c["conv"])
     size = np.zeros(g, np.int64)
@@ -96,11 +97,14 @@ def _reduce(inv: np.ndarray, g: int, c: dict[str, np.ndarray]) -> dict[str, np.n
     last = np.full(g, np.iinfo(np.int64).min)
     np.maximum.at(last, inv, c["last"])
     stamps = np.concatenate([c["first"], c["last"]]) // _DAY_US
-    stamps -= stamps.min()
-    span = int(stamps.max()) + 1
-    pairs = np.unique(np.concatenate([inv, inv]) * span + stamps)
-    distinct = np.bincount(pairs // span, minlength=g)
+    low = int(stamps.min())
+    span = int(stamps.max()) - low + 1
+    pairs = np.unique(np.concatenate([inv, inv]) * span + (stamps - low))
+    group = pairs // span
+    distinct = np.bincount(group, minlength=g)
+    cuts = np.searchsorted(group, np.arange(1, g))
     return {
+        "dates": [frozenset(d.tolist()) for d in np.split(pairs % span + low, cuts)],
         "conv": conv,
         "bytes": size,
         "days": np.maximum(days, distinct),
@@ -161,6 +165,7 @@ def _raw(edges: pa.Table, classifier: Classifier, n_samples: int) -> list[ClassE
                 _time(red["last"][i]),
                 int(red["edges"][i]),
                 tuple(samples[i]),
+                red["dates"][i],
             ),
         )
         for i, r in enumerate(first_row.tolist())

@@ -83,7 +83,8 @@ class Classifier:
     def labels(self, key: ClassKey) -> dict[str, str]:
         """The labels that a class key pins (a workload's own labels for a workload key)."""
         if key[0] == "labels":
-            return dict(key[1])  # type: ignore[arg-type]
+            pairs: tuple[tuple[str, str], ...] = key[1]  # type: ignore[assignment]
+            return dict(pairs)
         if key[0] == "workload":
             w = self.by_name.get(str(key[1]))
             return dict(w.labels.items()) if w is not None else {}

@@ -23,6 +23,7 @@ from cellwall.recommend.model import Evidence
 __all__ = ["Row", "Side", "fold_env", "merge_ports", "merge_sides", "service_key"]
 
 Comp = frozenset[str]
+Group = tuple[str, str | None, str]  # (policy, scope app, kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class Row:
     services: tuple[str, ...]
     evidence: Evidence
     same: bool = False
-    group: Hashable = None
+    group: Group = ("", None, "")
     notes: tuple[str, ...] = ()
 
 
@@ -116,7 +117,7 @@ def fold_env(rows: Iterable[Row], env: int | None, samples: int) -> list[Row]:
     rows = list(rows)
     if env is None:
         return rows
-    groups: dict[Hashable, list[Row]] = defaultdict(list)
+    groups: dict[tuple[Side, Side, tuple[str, ...], Group], list[Row]] = defaultdict(list)
     rest: list[Row] = []
     for r in rows:
         e = r.dst.get(env)
@@ -180,14 +181,14 @@ def merge_sides(
     for side in ("dst", "src"):
         changed = True
         while changed:
-            allowed: dict[tuple[Hashable, ...], list[Row]] = defaultdict(list)
+            allowed: dict[tuple[int, ...], list[Row]] = defaultdict(list)
             for r in out:
                 block = tuple(sorted(set(frozen(r, side))))
                 allowed[block].append(r)
             changed = False
             out = []
-            for block, members in allowed.items():
-                keys = [k for k in range(n_keys) if k not in block]
+            for blocked, members in allowed.items():
+                keys = [k for k in range(n_keys) if k not in blocked]
                 got, did = _merge_one_side(members, side, keys, samples)
                 out += got
                 changed |= did

@@ -4,11 +4,11 @@ The passes run on the map's edges at workload granularity (one row per client, s
 service), vectorised. An edge is *weak* when it was seen on one day only, in at most
 ``weak`` conversations. Then:
 
-| reason | when |
-|---|---|
-| ``flagged`` | a detection flagged the edge (``RecommendConfig.flagged``) |
-| ``fan-out-scan`` | its client opened at least ``fanout`` weak edges within one hour (two hour grids, offset by 30 minutes, so that a scan across an hour's boundary is still seen) |
-| ``multi-port-probe`` | its client tried at least ``probe_ports`` ports of its server on one day, each weakly |
+- ``flagged``: a detection flagged the edge (``RecommendConfig.flagged``);
+- ``fan-out-scan``: its client opened at least ``fanout`` weak edges within one hour (on
+  two hour grids, offset by 30 minutes, so that a scan across an hour's boundary is seen);
+- ``multi-port-probe``: its client tried at least ``probe_ports`` ports of its server on
+  one day, each weakly.
 
 Minimum evidence is judged later, on the candidate rules (:mod:`.propose`), because the
 edges of one rule pool their evidence.

@@ -93,20 +93,23 @@ class Evidence:
     last_seen: datetime
     edges: int
     samples: tuple[tuple[int, str], ...] = ()  # (conversations, "client -> server service")
+    dates: frozenset[int] = field(default=frozenset(), compare=False)  # known active days
 
     @property
     def span_hours(self) -> float:
         return (self.last_seen - self.first_seen).total_seconds() / 3600.0
 
     def merge(self, other: Evidence, samples: int = 3) -> Evidence:
+        dates = self.dates | other.dates
         return Evidence(
             self.conversations + other.conversations,
             self.bytes + other.bytes,
-            max(self.days, other.days),
+            max(self.days, other.days, len(dates)),
             min(self.first_seen, other.first_seen),
             max(self.last_seen, other.last_seen),
             self.edges + other.edges,
             tuple(sorted({*self.samples, *other.samples}, key=lambda s: (-s[0], s[1])))[:samples],
+            dates,
         )
 
     def to_dict(self) -> dict[str, Any]:

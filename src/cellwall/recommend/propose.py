@@ -18,14 +18,14 @@ Passes, in order:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
 from cellwall.model.inventory import Workload
 from cellwall.recommend.aggregate import ClassEdge, class_edges, total_conversations
-from cellwall.recommend.classes import INTERNET, INTERNET_EXCEPT, ClassKey, Classifier
-from cellwall.recommend.fold import Row, Side, fold_env, merge_ports, merge_sides
+from cellwall.recommend.classes import INTERNET, INTERNET_EXCEPT, Classifier, ClassKey
+from cellwall.recommend.fold import Group, Row, Side, fold_env, merge_ports, merge_sides
 from cellwall.recommend.hostile import hostile_edges
 from cellwall.recommend.model import Exclusion, Proposal, RecommendConfig
 from cellwall.recommend.rules import build_policies, key_text
@@ -96,7 +96,7 @@ def _rows(
         for m in members[1:]:
             ev = ev.merge(m.evidence, config.samples)
         services, notes = merge_ports({m.service for m in members}, config.dense_ports)
-        out.append((Row(src, dst, services, ev, same, None, notes), role))
+        out.append((Row(src, dst, services, ev, same, ("", None, ""), notes), role))
     return out
 
 
@@ -109,7 +109,7 @@ def _app(side: Side, classifier: Classifier, keys: Sequence[str]) -> str | None:
     return None
 
 
-def _place(row: Row, role: str, classifier: Classifier, keys: Sequence[str]) -> Hashable:
+def _place(row: Row, role: str, classifier: Classifier, keys: Sequence[str]) -> Group:
     """(policy name, scope app or None, kind)."""
     if role:
         return ("shared-services", None, "shared")

@@ -13,10 +13,10 @@ import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cellwall.recommend.classes import ClassKey, Classifier
+from cellwall.recommend.classes import Classifier, ClassKey
 from cellwall.recommend.fold import Row, Side
 from cellwall.recommend.model import Evidence, ProposedPolicy, ProposedRule, RecommendConfig
 
@@ -35,7 +35,9 @@ def key_text(key: ClassKey) -> str:
     return f"{kind}:{value}"
 
 
-def selector(side: Side, keys: Sequence[str], scope_app: str | None, keep_app: bool) -> dict[str, Any]:
+def selector(
+    side: Side, keys: Sequence[str], scope_app: str | None, keep_app: bool
+) -> dict[str, Any]:
     """A side as a selector; the scope's app is left out unless ``keep_app``."""
     if side.kind == "any":
         return {"any": True}
@@ -94,7 +96,7 @@ def _apps(row: Row, classifier: Classifier, keys: Sequence[str]) -> tuple[str, .
 def _rule(
     row: Row, classifier: Classifier, config: RecommendConfig, total: int, window: float
 ) -> ProposedRule:
-    _, scope_app, kind = row.group  # type: ignore[misc]
+    _, scope_app, kind = row.group
     keys = config.keys
     cross = kind == "cross-app" and row.src.kind in ("labels", "any")
     outside = cross and scope_app is not None
@@ -134,10 +136,10 @@ def build_policies(
     rows: Sequence[Row], classifier: Classifier, config: RecommendConfig, total: int
 ) -> list[ProposedPolicy]:
     window = config.window_days or _window(rows)
-    by_policy: dict[Hashable, list[ProposedRule]] = defaultdict(list)
+    by_policy: dict[str, list[ProposedRule]] = defaultdict(list)
     scopes: dict[str, str | None] = {}
     for row in rows:
-        name, scope_app, _ = row.group  # type: ignore[misc]
+        name, scope_app, _ = row.group
         scopes[name] = scope_app
         by_policy[name].append(_rule(row, classifier, config, total, window))
     out = []

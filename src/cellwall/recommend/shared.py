@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cellwall.recommend.aggregate import ClassEdge
-from cellwall.recommend.classes import ClassKey, Classifier, is_external
+from cellwall.recommend.classes import Classifier, ClassKey, is_external
 from cellwall.recommend.model import RecommendConfig
 
-__all__ = ["SharedPlan", "WELL_KNOWN", "shared_plan"]
+__all__ = ["WELL_KNOWN", "SharedPlan", "shared_plan"]
 
 WELL_KNOWN = {
     "udp/53": "dns",
@@ -112,7 +112,9 @@ def shared_plan(
             if len(peers - {None}) < need or not members:
                 continue
             within = _same_env(edges, members, classifier)
-            wide = set(within) if _covers(edges, within, many, classifier, config.any_share) else set()
+            wide = (
+                set(within) if _covers(edges, within, many, classifier, config.any_share) else set()
+            )
             for i in members:
                 role[i] = name
                 any_side[i] = i in wide

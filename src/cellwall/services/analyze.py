@@ -121,14 +121,28 @@ def analyze_reach(
     names = [w.name for w in workloads]
     a, b = parse_end(source, names), parse_end(target, names)
     svc = parse_services(services)
-    result = reach(Space(ps, workloads, [a, b]), a, b, services=svc, effective=effective,
-                   policy=name, names=(source, target))  # fmt: skip
+    result = reach(
+        Space(ps, workloads, [a, b]),
+        a,
+        b,
+        services=svc,
+        effective=effective,
+        policy=name,
+        names=(source, target),
+    )
     if draft is not None:
         from cellwall.services.policy import read_policy_dir
 
         other = read_policy_dir(ws, draft)
-        after = reach(Space(other, workloads, [a, b]), a, b, services=svc, effective=effective,
-                      policy=f"the draft {draft}", names=(source, target))  # fmt: skip
+        after = reach(
+            Space(other, workloads, [a, b]),
+            a,
+            b,
+            services=svc,
+            effective=effective,
+            policy=f"the draft {draft}",
+            names=(source, target),
+        )
         result = replace(result, draft=after)
     return result
 
@@ -141,8 +155,9 @@ def analyze_matrix(
     effective: bool = False,
 ) -> MatrixResult:
     name, ps, workloads = _inputs(ws, src)
-    return class_matrix(Space(ps, workloads), services=parse_services(services),
-                        effective=effective, policy=name)  # fmt: skip
+    return class_matrix(
+        Space(ps, workloads), services=parse_services(services), effective=effective, policy=name
+    )
 
 
 def _invariants(ps: PolicySet, file: Path | None) -> tuple[PolicySet, list[Invariant]]:
@@ -198,11 +213,16 @@ def _weights(workloads: list[Workload], vulns: Sequence[Path]) -> Weights:
 
 
 def _sentence(source: str, hops: int, scenarios: Sequence[Scenario]) -> str:
-    where = {"flat": "on a flat network", "observed": "along observed traffic",
-             "proposed": "under the proposed policy", "active": "under the policy"}  # fmt: skip
+    where = {
+        "flat": "on a flat network",
+        "observed": "along observed traffic",
+        "proposed": "under the proposed policy",
+        "active": "under the policy",
+    }
     parts = [f"{s.reached} {where.get(s.name, s.name)}" for s in scenarios]
+    parts[0] = parts[0].replace(" ", " workloads ", 1)
     text = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
-    return f"a compromised {source} reaches {text} (workloads, within {hops} hop(s))"
+    return f"a compromised {source} reaches {text} (within {hops} hop(s))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,8 +258,11 @@ def analyze_blast(ws: Workspace, q: BlastQuery, *, src: Sources = Sources()) -> 
     observed = _observed(ws, ps, workloads, q.since, q.until) if q.observed else None
     if observed is not None:
         starts = _observed_sources(observed, sel, sources)
-        scenarios.append(graph_scenario("observed", observed.edges(), starts, q.hops, weights,
-                                        set(space.workloads)))  # fmt: skip
+        scenarios.append(
+            graph_scenario(
+                "observed", observed.edges(), starts, q.hops, weights, set(space.workloads)
+            )
+        )
     if q.proposed is not None:
         from cellwall.services.policy import read_policy_dir
 
@@ -300,8 +323,11 @@ def demo_analysis(ws: Workspace, out_dir: Path) -> dict[str, Any]:
     source = "pay-web-1" if "pay-web-1" in names else names[0]
     blast = analyze_blast(ws, BlastQuery(source))
     report = analyze_lint(ws, today=None)
-    for file, doc in (("invariants.json", inv.to_dict()), ("blast-radius.json", blast.to_dict()),
-                      ("lint.json", report.to_dict())):  # fmt: skip
+    for file, doc in (
+        ("invariants.json", inv.to_dict()),
+        ("blast-radius.json", blast.to_dict()),
+        ("lint.json", report.to_dict()),
+    ):
         (folder / file).write_text(json.dumps(doc, indent=2, default=str) + "\n")
     return {
         "dir": str(folder),

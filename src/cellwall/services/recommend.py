@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -232,5 +232,4 @@ def demo_recommend(ws: Workspace, out_dir: Path) -> dict[str, Any]:
     doc = recommend(ws, RecommendQuery(out_dir=out_dir))
     doc.pop("proposal")
     doc["out"] = str(out_dir)
-    doc["at"] = datetime.now(UTC).isoformat()
     return doc

@@ -1,0 +1,79 @@
+"""The analysis space against the brute-force reference: for random inventories and
+policies, every pair of ends, every probe service, both views (verdicts, and the modes
+applied): exact equality, and the same deciding rule."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cellwall.analyze.space import Space
+from cellwall.model.inventory import Workload
+from cellwall.model.policy import PolicySet
+from tests.analyze.reference import Brute, brute, stand_ins
+from tests.policy.strategies import ADMIN_IPS, CONTROLLERS, UNMANAGED, inventories, policy_sets
+
+ENDS = (*UNMANAGED[:3], UNMANAGED[4], UNMANAGED[6], ADMIN_IPS[0], CONTROLLERS[0])
+SETTINGS = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> tuple[PolicySet, list[Workload]]:
+    inventory = stand_ins(draw(inventories(most=6)))
+    return draw(policy_sets([w.name for w in inventory])), inventory
+
+
+def endpoint(space: Space, end: str) -> int:
+    if end in space.workloads:
+        return space.cells.workload_class[end]
+    ip = ipaddress.ip_address(end)
+    for i, iv in enumerate(space.intervals):
+        lo, hi = ipaddress.ip_address(iv.first), ipaddress.ip_address(iv.last)
+        if iv.family == ip.version and lo <= ip <= hi:  # type: ignore[operator]
+            return space.k + i
+    raise AssertionError(end)
+
+
+def pairs(ref: Brute) -> list[tuple[str, str]]:
+    return sorted({(a, b) for a, b, _ in ref.verdict})
+
+
+@SETTINGS
+@given(cases())
+def test_the_matrices_equal_the_reference_on_every_pair(case: tuple[PolicySet, list[Workload]]) -> None:
+    ps, ws = case
+    space, ref = Space(ps, ws), brute(ps, ws, ENDS)
+    every = np.ones(len(space.atoms), bool)
+    for effective in (False, True):
+        m = space.permitted(every, effective)
+        for a, b in pairs(ref):
+            got = bool(m[endpoint(space, a), endpoint(space, b)])
+            assert got == ref.allowed(a, b, effective=effective), (a, b, effective)
+
+
+@SETTINGS
+@given(cases())
+def test_each_atom_and_each_decision_equal_the_reference(case: tuple[PolicySet, list[Workload]]) -> None:
+    ps, ws = case
+    space, ref = Space(ps, ws), brute(ps, ws, ENDS)
+    every = np.ones(len(space.atoms), bool)
+    for effective in (False, True):
+        by_atom: dict[int, np.ndarray] = {}
+        for part, m in space.per_atom(every, effective):
+            for a in np.flatnonzero(part).tolist():
+                by_atom[a] = m
+        for p in ref.probes:
+            atom = int(space.ir.atoms.atoms_of(np.asarray([p.proto]), np.asarray([p.port]))[0])
+            for a, b in pairs(ref):
+                i, j = endpoint(space, a), endpoint(space, b)
+                assert bool(by_atom[atom][i, j]) == ref.ok(a, b, p, effective), (a, b, p)
+                if not effective:
+                    verdict, rule, _, blocked = ref.verdict[a, b, p]
+                    d = space.decide(i, j, atom)
+                    assert (d.verdict, d.rule) == (verdict, rule)
+                    assert space.blocked(i, j, d.verdict) == blocked
