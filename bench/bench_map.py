@@ -1,14 +1,18 @@
-"""Benchmark: dependency-map edges (Ibis on DuckDB) against a pandas ``groupby`` formulation.
+"""Benchmark: dependency-map edges (the fast path on DuckDB) against a pandas formulation.
 
-A demo estate (VPC v2) of ``records`` flow records is generated and ingested. Then:
+A demo estate (VPC v2) of ``records`` flow records is generated and ingested (or
+``BENCH_MAP_HOME`` names the workspace of an earlier one). Then:
 
-- **full**: the workload-level edges of the whole lake, in a child process, which reports
-  its wall time and peak RSS (``ru_maxrss``);
+- **full**: the workload-level edges of the whole lake through ``map_from_table`` on its
+  fast path (:mod:`cellwall.discover.fast`), in a child process, which reports its wall
+  time, CPU time and peak RSS (``ru_maxrss``); ``BENCH_MAP_REPEAT`` runs it several times and
+  reports the median;
 - **slice**: the first days of the lake holding about ``slice_records`` records, mapped by
-  both the Ibis/DuckDB code and a pandas formulation of the same semantics (orientation with
-  listening endpoints, the gap rule, exporter de-duplication, owners by ``merge_asof``,
-  edges by ``groupby``). Both times include reading the Parquet files. The two edge sets
-  are checked equal; ``ratio`` is pandas time / DuckDB time.
+  the fast path, by its Ibis twin (the expressions Spark runs) and by a pandas formulation
+  of the same semantics (orientation with listening endpoints, the gap rule, exporter
+  de-duplication, owners by ``merge_asof``, edges by ``groupby``). Every time includes
+  reading the Parquet files. The edge sets are checked equal; ``ratio`` is pandas time /
+  fast-path time.
 
 Sizes scale with ``BENCH_SCALE``: 1.0 is the issue's 100 M records with a 10 M slice.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
+from cellwall.discover.coded import LakeFlows
 from cellwall.discover.edges import _segments_table
 from cellwall.discover.external import classify_external
 from cellwall.discover.orient import DEFAULT_GAP_SECONDS
@@ -161,16 +167,23 @@ def _slice_filter(ws: Workspace, records: int, total: int) -> FlowFilter:
     return FlowFilter(since=first, until=first + timedelta(days=7) * (records / total))
 
 
+def _map(ws: Workspace, f: FlowFilter, fast: bool) -> Any:
+    layout = LakeLayout(ws.lake)
+    t = flows(connect(), layout, f)
+    chunks = LakeFlows(layout, f.since, f.until) if fast else None
+    workloads = InventoryStore(ws.engine).current()
+    return map_from_table(t, workloads, MapQuery(group_by="workload"), flows_by_chunk=chunks)
+
+
 def _map_child(home: str) -> None:
-    started = time.perf_counter()
-    ws = Workspace.resolve(Path(home))
-    con = connect()
-    t = flows(con, LakeLayout(ws.lake))
-    m = map_from_table(t, InventoryStore(ws.engine).current(), MapQuery(group_by="workload"))
+    started, cpu = time.perf_counter(), os.times()
+    m = _map(Workspace.resolve(Path(home)), FlowFilter(), fast=True)
+    done = os.times()
     print(
         json.dumps(
             {
                 "seconds": time.perf_counter() - started,
+                "cpu_seconds": done.user - cpu.user + done.system - cpu.system,
                 "edges": len(m.edges),
                 "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
@@ -178,45 +191,66 @@ def _map_child(home: str) -> None:
     )
 
 
-def run(records: int = 100_000_000, slice_records: int = 10_000_000) -> dict[str, Any]:
-    scale = float(os.environ.get("BENCH_SCALE", "1"))
-    records = max(20_000, int(records * scale))
-    slice_records = max(10_000, int(slice_records * scale))
-    with tempfile.TemporaryDirectory() as tmp:
-        summary = run_demo(Path(tmp) / "demo", demo_config(flows=records))
-        ws = Workspace.resolve(Path(summary["workspace"]))
-        stored = summary["ingest"]["stored"]
+def _full(ws: Workspace, repeat: int) -> dict[str, float]:
+    runs = []
+    for _ in range(repeat):
         child = subprocess.run(
             [sys.executable, __file__, "--map-child", str(ws.home)],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
-        full = json.loads(child.stdout.strip().splitlines()[-1])
+        runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def _timed(fn: Any) -> tuple[Any, float]:
+    started = time.perf_counter()
+    return fn(), time.perf_counter() - started
+
+
+def _edges(m: Any) -> dict[tuple[str, str, str], int]:
+    return {(e.client, e.server, e.service): e.conversations for e in m.edges}
+
+
+def run(records: int = 100_000_000, slice_records: int = 10_000_000) -> dict[str, Any]:
+    scale = float(os.environ.get("BENCH_SCALE", "1"))
+    records = max(20_000, int(records * scale))
+    slice_records = max(10_000, int(slice_records * scale))
+    repeat = int(os.environ.get("BENCH_MAP_REPEAT", "1"))
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        if os.environ.get("BENCH_MAP_HOME"):
+            ws = Workspace.resolve(Path(os.environ["BENCH_MAP_HOME"]))
+        else:
+            summary = run_demo(Path(tmp) / "demo", demo_config(flows=records))
+            ws = Workspace.resolve(Path(summary["workspace"]))
+        stored = int(flows(connect(), LakeLayout(ws.lake)).count().to_pyarrow().as_py())
+        full = _full(ws, repeat)
         f = _slice_filter(ws, slice_records, stored)
-        started = time.perf_counter()
-        con = connect()
-        t = flows(con, LakeLayout(ws.lake), f)
-        ours = map_from_table(t, InventoryStore(ws.engine).current(), MapQuery(group_by="workload"))
-        ours_s = time.perf_counter() - started
-        n_slice = int(t.count().to_pyarrow().as_py())
-        started = time.perf_counter()
-        dataset = ds.dataset(str(LakeLayout(ws.lake).flows), format="parquet", partitioning="hive")
-        flt = (ds.field("start") >= f.since) & (ds.field("start") < f.until)
-        df = dataset.to_table(filter=flt).to_pandas()
-        theirs = pandas_edges(df, ws)
-        pandas_s = time.perf_counter() - started
-    got = {(e.client, e.server, e.service): e.conversations for e in ours.edges}
+        n_slice = int(flows(connect(), LakeLayout(ws.lake), f).count().to_pyarrow().as_py())
+        ours, ours_s = _timed(lambda: _map(ws, f, fast=True))
+        twin, twin_s = _timed(lambda: _map(ws, f, fast=False))
+
+        def by_pandas() -> pd.DataFrame:
+            dataset = ds.dataset(str(LakeLayout(ws.lake).flows), format="parquet",
+                                 partitioning="hive")  # fmt: skip
+            flt = (ds.field("start") >= f.since) & (ds.field("start") < f.until)
+            return pandas_edges(dataset.to_table(filter=flt).to_pandas(), ws)
+
+        theirs, pandas_s = _timed(by_pandas)
     want = {(r.client, r.server, r.service): r.conversations for r in theirs.itertuples()}
     return {
         "name": "map-edges",
         "records": stored,
         "edges": full["edges"],
         "seconds": round(full["seconds"], 2),
+        "cpu_seconds": round(full["cpu_seconds"], 1),
         "records_per_s": round(stored / full["seconds"]),
         "peak_rss_mb": round(full["rss_mb"]),
+        "runs": repeat,
         "slice_records": n_slice,
-        "slice_duckdb_s": round(ours_s, 2),
+        "slice_fast_s": round(ours_s, 2),
+        "slice_ibis_s": round(twin_s, 2),
         "slice_pandas_s": round(pandas_s, 2),
-        "same_edges": got == want,
+        "same_edges": _edges(ours) == want == _edges(twin),
         "cores": os.cpu_count(),
         "ratio": round(pandas_s / ours_s, 1),
     }

@@ -98,8 +98,10 @@ def test_evidence_kinds() -> None:
 def test_listening_pass_marks_dead_and_answering_endpoints() -> None:
     recs = [{"src_ip": "10.0.0.1", "src_port": 2000 + i, "dst_ip": "10.0.0.9",
              "dst_port": 40000, "t": i} for i in range(3)]  # fmt: skip
-    recs += [{"src_ip": "10.0.0.3", "src_port": 3000, "dst_ip": "10.0.0.9", "dst_port": p,
-              "t": 5} for p in (80, 5000, 6000)]  # a scanner's reused port: never listening
+    recs += [
+        {"src_ip": "10.0.0.3", "src_port": 3000, "dst_ip": "10.0.0.9", "dst_port": p, "t": 5}
+        for p in (80, 5000, 6000)
+    ]  # a scanner's reused port: never listening
     recs += [{"src_ip": "10.0.0.4", "src_port": 1500, "dst_ip": "10.0.0.5", "dst_port": 9,
               "src_initiated": True}]  # fmt: skip
     got = listening(TableFlows(table(*recs).to_pyarrow()))

@@ -271,3 +271,42 @@ def test_a_record_whose_end_is_before_its_start_is_bad_time() -> None:
     assert flows.num_rows == 1 and reasons(chunk) == {"bad-time": 1}
     [row] = chunk.rejects.table().to_pylist()
     assert row["pos"] == 16 + 4 + 4 + 4 * len(FIELDS) + 4 + len(record())
+
+
+# RFC 5103 biflow: the forward fields, then reverse octets/packets (enterprise 29305) and
+# biflowDirection (239)
+BIFLOW = [*FIELDS, (1, 8), (2, 8), (239, 1)]
+BIFLOW_PEN = {len(FIELDS): 29305, len(FIELDS) + 1: 29305}
+
+
+def biflow_record(rev_octets: int, rev_packets: int, direction: int, **kw: Any) -> bytes:
+    return record(**kw) + struct.pack(">QQB", rev_octets, rev_packets, direction)
+
+
+def test_rfc5103_biflow_fills_the_reverse_counters_and_the_initiator() -> None:
+    tpl = template_set(fields=BIFLOW, enterprise=BIFLOW_PEN)
+    data = data_set([
+        biflow_record(9000, 7, 1),
+        biflow_record(10, 1, 2, dport=53, proto=17),
+        biflow_record(0, 0, 0, dport=80),
+        biflow_record(5, 1, 3, dport=81),
+    ])  # fmt: skip
+    flows, chunk = run(ipfix(tpl, data))
+    assert not reasons(chunk)
+    rows = flows.to_pylist()
+    got = [(r["bytes"], r["rev_bytes"], r["rev_packets"], r["src_initiated"]) for r in rows]
+    assert got == [
+        (1500, 9000, 7, True),
+        (1500, 10, 1, False),
+        (1500, 0, 0, None),
+        (1500, 5, 1, None),
+    ]
+
+
+def test_reverse_elements_of_another_enterprise_are_skipped() -> None:
+    tpl = template_set(fields=BIFLOW, enterprise={len(FIELDS): 9, len(FIELDS) + 1: 9})
+    flows, chunk = run(ipfix(tpl, data_set([biflow_record(9000, 7, 1)])))
+    assert not reasons(chunk)
+    row = flows.to_pylist()[0]
+    assert (row["bytes"], row["rev_bytes"], row["rev_packets"]) == (1500, None, None)
+    assert row["src_initiated"] is True

@@ -96,6 +96,7 @@ UNMANAGED = (
     "fd00:9::1",
     "2001:db8::ff",
     "2606:4700::1111",
+    "::ffff:10.0.0.1",  # IPv4-mapped: an IPv6 address, not 10.0.0.1 (docs/policy.md)
 )
 #: The management tier's addresses (unmanaged unless a workload happens to own them).
 ADMIN_NETS = ("10.255.0.0/24", "fd00:ff::/64")
@@ -119,6 +120,7 @@ FIXED_CIDRS = (
     "2001:db8::/32",
     "2001:db8::ff/128",
     "10.255.0.0/16",
+    "::ffff:0:0/96",
 )
 
 NAMES = (

@@ -34,7 +34,7 @@ def test_recommend_writes_policy_yaml_with_evidence(estate: Estate, tmp_path: Pa
     code, stdout, _ = cw(estate, "recommend", "--window", LEARN, "--out", str(out), "--json")
     assert code == 0, stdout
     doc = json.loads(stdout)
-    assert doc["rules"] > 20 and doc["coverage"] > 0.99 and "fan-out-scan" in doc["excluded"]
+    assert doc["rules"] > 20 and doc["coverage"] > 0.95 and "fan-out-scan" in doc["excluded"]
     assert (out / "shared-services.yaml").exists() and (out / "report.json").exists()
     code, stdout, _ = cw(estate, "policy", "check", str(out), "--json")
     assert code == 0 and json.loads(stdout)["errors"] == 0

@@ -50,6 +50,8 @@ for _module in (
     "replay",
     "dbproxy",
     "analyze",
+    "recommend",
+    "review",
 ):
     import_module(f"cellwall.cli.{_module}")
 

@@ -170,6 +170,7 @@ def _print_demo(doc: dict[str, Any]) -> None:
         f"{v['allowed']:,} allowed, {v['denied']:,} denied, {v['not-allowed']:,} would be "
         f"blocked; {pol['would_block']:,} blocked under the modes; {pol['escaped']:,} escaped"
     )
+    out.print(f"  recommend  {doc['recommend']['rules']} rules in {doc['recommend']['out']}")
     an = doc["analysis"]
     out.print(
         f"  analysis   {an['invariants']} invariants, {len(an['failed'])} failing; "

@@ -96,8 +96,8 @@ def _prepare(con: Any, flows: FlowSource) -> list[str]:
     addresses = [str(ip) for ip in ips]
     if len(addresses) > _MAX_IPS:
         raise FastPathUnavailable(f"more than {_MAX_IPS} distinct addresses")
-    con.register("cellwall_addr", pa.table({"ip": pa.array(addresses, pa.string()),
-                                            "id": np.arange(len(addresses), dtype=np.int64)}))  # fmt: skip
+    ids = np.arange(len(addresses), dtype=np.int64)
+    con.register("cellwall_addr", pa.table({"ip": pa.array(addresses, pa.string()), "id": ids}))
     ((names, hashes),) = con.sql(
         f"SELECT count(DISTINCT e), count(DISTINCT hash(e)) FROM "
         f"(SELECT coalesce(exporter, '') e FROM {every})"
@@ -154,8 +154,10 @@ def listening(flows: FlowSource, *, memory_limit: str = "2GB") -> Listening:
         con.close()
 
 
-_CARRY = ("k1 BIGINT, k2 BIGINT, exp UBIGINT, seq BIGINT, start BIGINT, end_ BIGINT, "
-          "ab_b BIGINT, ba_b BIGINT, ab_p BIGINT, ba_p BIGINT, code SMALLINT, records BIGINT")  # fmt: skip
+_CARRY = (
+    "k1 BIGINT, k2 BIGINT, exp UBIGINT, seq BIGINT, start BIGINT, end_ BIGINT, ab_b BIGINT, "
+    "ba_b BIGINT, ab_p BIGINT, ba_p BIGINT, code SMALLINT, records BIGINT"
+)
 _CARRY_COLUMNS = "k1, k2, exp, start, end_, ab_b, ba_b, ab_p, ba_p, code, records"
 
 
@@ -314,7 +316,9 @@ def fast_edges(
         }))  # fmt: skip
         where = []
         if services is not None:
-            con.register("cellwall_keep_svc", pa.table({"s": pa.array(list(services), pa.string())}))
+            con.register(
+                "cellwall_keep_svc", pa.table({"s": pa.array(list(services), pa.string())})
+            )
             where.append("service IN (SELECT s FROM cellwall_keep_svc)")
         if only_workloads is not None:
             keep = pa.table({"w": pa.array(list(only_workloads), pa.string())})
@@ -346,7 +350,7 @@ def fast_conversations(
 
     This materialises one row per conversation: it is for tests and small windows.
     """
-    con, addresses, got = _passes(flows, memory_limit, None, _CONVERSATIONS, gap_seconds)
+    con, _, got = _passes(flows, memory_limit, None, _CONVERSATIONS, gap_seconds)
     try:
         con.register("cellwall_conv", got)
         rows = con.sql(

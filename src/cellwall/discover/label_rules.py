@@ -4,11 +4,11 @@
 own labels promise, so they also work for a class with one member. Each rule declares its
 id, severity, the sentence it reports, and the fix, next to its test:
 
-| rule | finds |
-|---|---|
-| ``data-serves-internet`` | a ``role=db`` (or cache) that internet clients connect to |
-| ``env-crossing`` | a workload that talks with a workload of another ``env`` (dev or staging with prod first) |
-| ``web-egress-unusual-port`` | a ``role=web`` that opens connections to the internet on a port other than web, DNS or NTP |
+- ``data-serves-internet``: a ``role=db`` (or cache) that internet clients connect to;
+- ``env-crossing``: a workload that talks with one of another ``env`` (the subject is the
+  less trusted end: dev, then staging, then prod);
+- ``web-egress-unusual-port``: a ``role=web`` that opens connections to the internet on a
+  port other than web, DNS or NTP.
 
 A finding names its subject (the workload whose labels or exposure to look at), the rule,
 why, and the edges behind it with their conversation counts. The input is the
@@ -43,10 +43,6 @@ class End:
     node: str
     labels: Mapping[str, str]
     internet: bool  # an internet address (a CIDR aggregate, a DNS name, a public IP list)
-
-    @property
-    def workload(self) -> bool:
-        return bool(self.labels) or not (self.internet or ":" in self.node)
 
 
 def _port(service: str) -> int | None:

@@ -20,9 +20,13 @@ Information elements (IANA numbers, shared by v9 for ids below 128) that become 
                             none of them, the export time of the datagram
 ``direction``               61 (0 ingress, 1 egress)
 ``sampling_rate``           34, 305 or 50 in the record, else the options data of the domain
+``rev_bytes``/``rev_packets``  RFC 5103 biflows: the reverse elements 1/2 (or 85/86) of
+                            enterprise 29305, times the sampling rate
+``src_initiated``           RFC 5103 ``biflowDirection`` (239): 1 the source initiated, 2 the
+                            destination did; 0 (arbitrary) and 3 (perimeter) say nothing
 ==========================  ===============================================================
 
-Fields of an enterprise (the enterprise bit) and unknown fields are skipped.
+Fields of any other enterprise (the enterprise bit) and unknown fields are skipped.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ __all__ = [
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 MAX_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
+REVERSE_PEN = 29305  # RFC 5103: reverse information elements
 NTP_EPOCH_S = 2_208_988_800
 SAMPLING_IES = (34, 305, 50)
 _TIME_PAIRS = ((152, 153, "ms"), (150, 151, "s"), (156, 157, "ntp"), (154, 155, "ntp"))
@@ -125,9 +130,13 @@ class _Fields:
     def __init__(self, template: Template, records: npt.NDArray[Any]) -> None:
         self.records = records
         self.index: dict[int, tuple[str, int]] = {}
+        self.reverse: dict[int, tuple[str, int]] = {}
         for i, f in enumerate(template.fields):
-            if f.enterprise == 0 and f.length != VARIABLE and f.ie not in self.index:
-                self.index[f.ie] = (f"f{i}", f.length)
+            if f.length == VARIABLE:
+                continue
+            table = {0: self.index, REVERSE_PEN: self.reverse}.get(f.enterprise)
+            if table is not None and f.ie not in table:
+                table[f.ie] = (f"f{i}", f.length)
 
     def has(self, ie: int) -> bool:
         return ie in self.index
@@ -137,6 +146,11 @@ class _Fields:
         if hit is None:
             return None
         return _uint(self.records[hit[0]], hit[1])
+
+    def reverse_uint(self, ie: int) -> U64 | None:
+        """An RFC 5103 reverse element (enterprise 29305) of information element ``ie``."""
+        hit = self.reverse.get(ie)
+        return None if hit is None else _uint(self.records[hit[0]], hit[1])
 
     def raw(self, ie: int, length: int) -> npt.NDArray[Any] | None:
         hit = self.index.get(ie)
@@ -344,6 +358,18 @@ def decode(
         "lineage_file": pa.repeat(pa.scalar(file, pa.string()), n),
         "lineage_pos": pos,
     }
+    rev_octets = fields.reverse_uint(1)
+    rev_octets = rev_octets if rev_octets is not None else fields.reverse_uint(85)
+    rev_packets = fields.reverse_uint(2)
+    rev_packets = rev_packets if rev_packets is not None else fields.reverse_uint(86)
+    if rev_octets is not None:
+        columns["rev_bytes"] = rev_octets * scale
+    if rev_packets is not None:
+        columns["rev_packets"] = rev_packets * scale
+    biflow = fields.uint(239)
+    if biflow is not None:
+        known = (biflow == 1) | (biflow == 2)
+        columns["src_initiated"] = pa.array(biflow == 1, mask=~known)
     direction = fields.uint(61)
     if direction is not None:
         names = pa.array(["ingress", "egress", None], pa.string())

@@ -24,6 +24,7 @@ from cellwall.services.dbfw import demo_dbfw
 from cellwall.services.demo_policy import demo_policy_stage
 from cellwall.services.ingest import Progress, ingest_paths
 from cellwall.services.inventory import check_inventory, load_inventory
+from cellwall.services.recommend import demo_recommend
 from cellwall.workspace import Workspace
 
 __all__ = ["identity_coverage", "run_demo"]
@@ -157,6 +158,7 @@ def run_demo(
         "identity": coverage,
         "map": maps,
         "policy": policy,
+        "recommend": demo_recommend(ws, out / "recommend"),
         "analysis": analysis,
         "dbfw": dbfw,
         "truth": str(docs["truth"]),
