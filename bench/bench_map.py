@@ -84,7 +84,7 @@ def pandas_conversations(df: pd.DataFrame, gap_s: int = DEFAULT_GAP_SECONDS) -> 
     )
     rejected = (df["action"] == "REJECT").fillna(False).to_numpy()
     ex_rank = np.where(init.notna().to_numpy(), 1, np.where(syn_only | rejected, 2, 0))
-    ex_src_client = np.where(init.notna().to_numpy(), init.fillna(True).astype(bool), True)
+    ex_src_client = np.where(init.notna().to_numpy(), init.astype("boolean").fillna(True), True)
     ev = ex_rank > 0
     ans_ip = np.where(ex_src_client, dst, src)[ev]
     ans_port = np.where(ex_src_client, dp, sp)[ev]
@@ -144,6 +144,8 @@ def pandas_edges(df: pd.DataFrame, ws: Workspace) -> pd.DataFrame:
     ext_node = dict(zip(ext["ip"], ext["node"], strict=True))
     conv = conv.sort_values("start", kind="stable")
     seg = seg.sort_values("s_from")
+    for col in ("s_from", "s_until"):
+        seg[col] = seg[col].astype(conv["start"].dtype)
     for side in ("client", "server"):
         m = pd.merge_asof(
             conv, seg.rename(columns={"ip": f"{side}_ip"}), left_on="start", right_on="s_from",

@@ -62,3 +62,23 @@ def test_svg_and_png() -> None:
 def test_unknown_format() -> None:
     with pytest.raises(UsageError):
         render(tiny(), "pdf")
+
+
+def test_picture_groups_unmanaged_addresses_by_network() -> None:
+    m = tiny()
+    nodes = dict(m.nodes)
+    edges = list(m.edges)
+    for i in (5, 6, 7):
+        name = f"unmanaged:10.250.0.{i}"
+        nodes[name] = Node(name, "unmanaged")
+        edges.append(Edge(name, "web", "tcp/443", i, i, 10, 1, T, T, 1))
+    nodes["unmanaged:10.3.0.20"] = Node("unmanaged:10.3.0.20", "unmanaged")
+    edges.append(Edge("web", "unmanaged:10.3.0.20", "tcp/2049", 1, 1, 1, 1, T, T, 1))
+    dot = render(MapResult("workload", nodes, edges, []), "dot").decode()
+    assert "unmanaged:10.250.0.0/24\\n(3 addresses)" in dot
+    assert "10.250.0.5" not in dot and "unmanaged:10.3.0.20" in dot  # a group of one keeps it
+    assert "tcp/443\\n18 conv" in dot  # the three addresses' edges to web, merged
+    # the data formats keep every address
+    assert (
+        "unmanaged:10.250.0.5" in render(MapResult("workload", nodes, edges, []), "json").decode()
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from cellwall.model.inventory import Workload
-from cellwall.model.policy import Policy, PolicySet, Rule, Selector, parse_service
+from cellwall.model.policy import Policy, PolicySet, Rule, Selector, Service, parse_service
 from tests.policy.reference import reference_judge
 from tests.policy.strategies import MOMENTS
 from tests.policy.test_equivalence import fast_answers
@@ -60,3 +60,19 @@ def test_an_ipv4_mapped_address_is_one_thing_for_identity_and_for_ranges() -> No
     expected = [("not-allowed", None, False, False), ("allowed", "from-mapped", False, False)]
     assert [reference_judge(c, policy, [web]) for c in convs] == expected
     assert fast_answers(convs, policy, [web], []) == expected
+
+
+def test_an_empty_inventory() -> None:
+    """Found by the property test on an early version: with no workloads at all, the fast
+    evaluator indexed an empty per-class mode array (IndexError in ``evaluate``)."""
+    policy = PolicySet(
+        policies=(Policy("p", (Rule("r", Selector(cidrs=("8.0.0.0/8",)), WEB_ONLY, tcp()),)),)
+    )
+    convs = [conv("8.8.8.8", "10.0.0.1"), conv("10.0.0.1", "10.0.0.1")]
+    expected = [("not-allowed", None, False, False)] * 2
+    assert [reference_judge(c, policy, []) for c in convs] == expected
+    assert fast_answers(convs, policy, [], []) == expected
+
+
+def tcp() -> tuple[Service, ...]:
+    return (parse_service("tcp"),)

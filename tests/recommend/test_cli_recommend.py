@@ -20,7 +20,10 @@ kind: Policy
 metadata: {name: zz-extra, owner: security}
 spec:
   rules:
-    - {id: never-hit, from: {app: orders, role: web}, to: {app: orders, role: db}, services: [tcp/1]}
+    - id: never-hit
+      from: {app: orders, role: web}
+      to: {app: orders, role: db}
+      services: [tcp/1]
 """
 
 

@@ -275,11 +275,12 @@ class Space:
         return out
 
     def _patterns(self, atoms: Mask, blockers: list[int]) -> Iterator[tuple[list[int], Mask]]:
-        """Atoms of ``atoms`` grouped by the ``blockers`` that cover them."""
+        """Atoms of ``atoms`` grouped by the ``blockers`` (and the management services) that
+        cover them."""
         groups: dict[bytes, list[int]] = {}
-        cover = (
-            self.cover[blockers][:, atoms] if blockers else np.zeros((0, int(atoms.sum())), bool)
-        )
+        _, _, a_atoms, c_atoms = self._management
+        rows = [self.cover[blockers]] if blockers else []
+        cover = np.concatenate([*rows, a_atoms[None, :], c_atoms[None, :]])[:, atoms]
         idx = np.flatnonzero(atoms)
         for col, a in enumerate(idx.tolist()):
             groups.setdefault(np.packbits(np.asarray(cover[:, col], bool)).tobytes(), []).append(a)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 import json
 import math
 import shutil
@@ -23,6 +24,7 @@ FORMATS = ("json", "graphml", "csv", "dot", "svg", "png")
 _ENV_COLOURS = {"prod": "#fde2e2", "staging": "#fff4cc", "dev": "#e3f1e3"}
 SHARED_APPS = frozenset({"infra"})  # drawn faint: every host talks to them
 _KIND_SHAPES = {"iplist": "cds", "dns": "cds", "cidr": "cds", "unmanaged": "octagon"}
+UNMANAGED_V4_GROUP, UNMANAGED_V6_GROUP = 24, 64  # the picture draws one node per network
 
 
 def to_json(m: MapResult) -> str:
@@ -94,17 +96,44 @@ def _bytes(n: int) -> str:
     return f"{n}PB"
 
 
+def _unmanaged_group(name: str) -> str:
+    """``unmanaged:IP`` → ``unmanaged:NET/24`` (IPv6: /64), the picture's node for it."""
+    ip = ipaddress.ip_address(name.split(":", 1)[1])
+    prefix = UNMANAGED_V4_GROUP if ip.version == 4 else UNMANAGED_V6_GROUP
+    return f"unmanaged:{ipaddress.ip_network(f'{ip}/{prefix}', strict=False)}"
+
+
+def _grouped(m: MapResult) -> tuple[dict[str, Node], dict[str, str]]:
+    """The picture's nodes, with unmanaged addresses grouped by network, and where each map
+    node went. A group of one keeps its address."""
+    members: dict[str, list[str]] = defaultdict(list)
+    for name, n in m.nodes.items():
+        if n.kind == "unmanaged":
+            members[_unmanaged_group(name)].append(name)
+    where = {name: name for name in m.nodes}
+    nodes = {name: n for name, n in m.nodes.items() if n.kind != "unmanaged"}
+    for group, names in members.items():
+        if len(names) == 1:
+            nodes[names[0]] = m.nodes[names[0]]
+            continue
+        nodes[group] = Node(group, "unmanaged", {}, len(names))
+        where.update(dict.fromkeys(names, group))
+    return nodes, where
+
+
 def to_dot(m: MapResult) -> str:
-    """Clusters: env, then app inside it; external ends outside. Edge width grows with the
-    log of the conversation count; each edge is labelled with its services and count."""
+    """Clusters: env, then app inside it; external ends outside, unmanaged addresses grouped
+    by network (/24, IPv6 /64). Edge width grows with the log of the conversation count;
+    each edge is labelled with its services and count."""
+    nodes, where = _grouped(m)
     clusters: dict[str, dict[str, list[Node]]] = defaultdict(lambda: defaultdict(list))
     outside: list[Node] = []
-    for n in sorted(m.nodes.values(), key=lambda n: n.name):
+    for n in sorted(nodes.values(), key=lambda n: n.name):
         if n.kind in ("workload", "class") and ("env" in n.labels or "app" in n.labels):
             clusters[n.labels.get("env", "-")][n.labels.get("app", "-")].append(n)
         else:
             outside.append(n)
-    ids = {name: f"n{i}" for i, name in enumerate(sorted(m.nodes))}
+    ids = {name: f"n{i}" for i, name in enumerate(sorted(nodes))}
     out = [
         "digraph cellwall {",
         '  graph [rankdir=LR, newrank=true, fontname="Helvetica",',
@@ -128,11 +157,12 @@ def to_dot(m: MapResult) -> str:
         out.append("  }")
     for n in outside:
         shape = _KIND_SHAPES.get(n.kind, "box")
-        out.append(f'  {ids[n.name]} [label={_q(n.name)}, shape={shape}, fillcolor="#dde8f7"];')
+        label = f"{n.name}\\n({n.workloads} addresses)" if n.workloads > 1 else n.name
+        out.append(f'  {ids[n.name]} [label={_q(label)}, shape={shape}, fillcolor="#dde8f7"];')
     merged: dict[tuple[str, str], list[tuple[str, int, int]]] = defaultdict(list)
     for e in m.edges:
-        merged[(e.client, e.server)].append((e.service, e.conversations, e.bytes))
-    shared = {n.name for n in m.nodes.values() if n.labels.get("app") in SHARED_APPS}
+        merged[(where[e.client], where[e.server])].append((e.service, e.conversations, e.bytes))
+    shared = {n.name for n in nodes.values() if n.labels.get("app") in SHARED_APPS}
     for (c, s), items in sorted(merged.items()):
         conv = sum(i[1] for i in items)
         services = sorted({i[0] for i in items})

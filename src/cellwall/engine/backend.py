@@ -5,7 +5,7 @@ every core unless ``CELLWALL_SPARK_MASTER`` names a cluster; it needs the ``spar
 a Java runtime. Two things differ from DuckDB and are handled here, once:
 
 - the lake's day folders are read as Hive partitions (``day=...``), so that a time window
-  prunes them: Spark needs the folder above them as ``basePath`` to see that column;
+  prunes them: Spark finds that column when it reads their parent folder, not a glob;
 - timestamps are UTC in the session, as they are in the lake.
 """
 
@@ -56,8 +56,8 @@ def _spark(memory_limit: str, threads: int | None) -> Any:
             if kwargs.pop("union_by_name", False):
                 kwargs["mergeSchema"] = "true"
             text = str(path)
-            if "/day=*" in text:
-                kwargs.setdefault("basePath", text.split("/day=*", 1)[0])
+            if text.endswith("/day=*/*.parquet"):  # the folder: Spark discovers `day` itself
+                text = text.removesuffix("/day=*/*.parquet")
             return super().read_parquet(text, **kwargs)
 
     master = os.environ.get("CELLWALL_SPARK_MASTER") or f"local[{threads or '*'}]"
@@ -67,6 +67,7 @@ def _spark(memory_limit: str, threads: int | None) -> Any:
         .appName("cellwall")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", memory)
         .config("spark.sql.shuffle.partitions", str(max(2, 2 * (threads or os.cpu_count() or 2))))
         .getOrCreate()

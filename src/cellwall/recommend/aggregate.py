@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -50,14 +50,7 @@ def node_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str
 def _key_ids(
     names: list[str], classifier: Classifier, ids: dict[ClassKey, int], keys: list[ClassKey]
 ) -> np.ndarray:
-    out = np.empty(len(names), np.int64)
-    for i, name in enumerate(names):
-        key = classifier.of(name)
-        if key not in ids:
-            ids[key] = len(keys)
-            keys.append(key)
-        out[i] = ids[key]
-    return out
+    return np.fromiter((_key_id(classifier.of(n), ids, keys) for n in names), np.int64, len(names))
 
 
 def _group(src: np.ndarray, dst: np.ndarray, svc: np.ndarray) -> tuple[np.ndarray, int]:
@@ -114,10 +107,18 @@ def _reduce(inv: np.ndarray, g: int, c: dict[str, np.ndarray]) -> dict[str, Any]
     }
 
 
+def _rank(codes: np.ndarray, names: list[str]) -> np.ndarray:
+    """Each row's name's place in name order (a tie-break that ignores row order)."""
+    place = np.empty(len(names), np.int64)
+    place[np.argsort(np.array(names, dtype=object))] = np.arange(len(names))
+    ranked: np.ndarray = place[codes]
+    return ranked
+
+
 def _samples(
-    inv: np.ndarray, conv: np.ndarray, edges: pa.Table, n: int
+    inv: np.ndarray, conv: np.ndarray, edges: pa.Table, n: int, ties: Sequence[np.ndarray]
 ) -> dict[int, list[tuple[int, str]]]:
-    order = np.lexsort((-conv, inv))
+    order = np.lexsort((*reversed(ties), -conv, inv))
     grouped = inv[order]
     starts = np.searchsorted(grouped, grouped, side="left")
     rank = np.arange(len(order)) - starts
@@ -135,8 +136,67 @@ def _samples(
     return out
 
 
-def _raw(edges: pa.Table, classifier: Classifier, n_samples: int) -> list[ClassEdge]:
-    """Class edges with external ends not yet generalised."""
+def _key_id(key: ClassKey, ids: dict[ClassKey, int], keys: list[ClassKey]) -> int:
+    if key not in ids:
+        ids[key] = len(keys)
+        keys.append(key)
+    return ids[key]
+
+
+def _targets(
+    groups: np.ndarray,
+    members: np.ndarray,
+    keys: list[ClassKey],
+    ids: dict[ClassKey, int],
+    config: RecommendConfig,
+) -> np.ndarray:
+    """The rule end of each (group, external key) pair; pairs sorted by group."""
+    is_net = np.array([k[0] == "net" for k in keys], bool)[members]
+    nets = np.bincount(groups, weights=is_net, minlength=int(groups.max()) + 1)
+    out = members.copy()
+    internet = (nets[groups] >= config.internet_networks) & is_net
+    if internet.any():
+        out[internet] = _key_id(("iplist", "internet"), ids, keys)
+    rest = np.flatnonzero(~internet)
+    if len(rest):
+        cuts = np.flatnonzero(np.diff(groups[rest])) + 1
+        for part in np.split(rest, cuts):
+            found = generalise([keys[int(m)] for m in members[part]], config)
+            out[part] = [_key_id(found[keys[int(m)]], ids, keys) for m in members[part]]
+    return out
+
+
+def _generalise_ids(
+    src: np.ndarray,
+    dst: np.ndarray,
+    svc: np.ndarray,
+    keys: list[ClassKey],
+    ids: dict[ClassKey, int],
+    config: RecommendConfig,
+) -> None:
+    """Replace unmanaged and public ends by their rule ends, per (class, service, way)."""
+    n_svc = int(svc.max()) + 1
+    for outbound in (True, False):
+        n_keys = len(keys)
+        ext = np.array([is_external(k) for k in keys], bool)
+        loose = np.array([k[0] in ("net", "addr") for k in keys], bool)
+        mine, other = (src, dst) if outbound else (dst, src)
+        rows = np.flatnonzero(~ext[mine] & loose[other])
+        if not len(rows):
+            continue
+        group_of = mine[rows] * n_svc + svc[rows]
+        combo, inverse = np.unique(group_of * n_keys + other[rows], return_inverse=True)
+        _, groups = np.unique(combo // n_keys, return_inverse=True)
+        target = _targets(groups.ravel(), combo % n_keys, keys, ids, config)
+        other[rows] = target[inverse.ravel()]
+
+
+def class_edges(
+    edges: pa.Table, classifier: Classifier, config: RecommendConfig
+) -> list[ClassEdge]:
+    """The class edges of workload-level ``edges``: ends classified, external ends
+    generalised per (class, service, direction) (:func:`~.classes.generalise`), evidence
+    pooled."""
     if edges.num_rows == 0:
         return []
     ids: dict[ClassKey, int] = {}
@@ -146,12 +206,14 @@ def _raw(edges: pa.Table, classifier: Classifier, n_samples: int) -> list[ClassE
     svc_codes, svc_names = node_codes(edges["service"])
     src = _key_ids(c_names, classifier, ids, keys)[c_codes]
     dst = _key_ids(s_names, classifier, ids, keys)[s_codes]
+    _generalise_ids(src, dst, svc_codes, keys, ids, config)
     inv, g = _group(src, dst, svc_codes)
     cols = _columns(edges)
     red = _reduce(inv, g, cols)
     first_row = np.full(g, -1, np.int64)
     first_row[inv[::-1]] = np.arange(len(inv))[::-1]
-    samples = _samples(inv, cols["conv"], edges, n_samples)
+    ties = [_rank(c_codes, c_names), _rank(s_codes, s_names), _rank(svc_codes, svc_names)]
+    samples = _samples(inv, cols["conv"], edges, config.samples, ties)
     return [
         ClassEdge(
             keys[int(src[r])],
@@ -170,32 +232,6 @@ def _raw(edges: pa.Table, classifier: Classifier, n_samples: int) -> list[ClassE
         )
         for i, r in enumerate(first_row.tolist())
     ]
-
-
-def class_edges(
-    edges: pa.Table, classifier: Classifier, config: RecommendConfig
-) -> list[ClassEdge]:
-    """The class edges of workload-level ``edges``, external ends generalised per (class,
-    service, direction) (:func:`~.classes.generalise`), evidence merged."""
-    raw = _raw(edges, classifier, config.samples)
-    peers: dict[tuple[ClassKey, str, bool], set[ClassKey]] = defaultdict(set)
-    for e in raw:
-        if is_external(e.dst) and not is_external(e.src):
-            peers[e.src, e.service, True].add(e.dst)
-        elif is_external(e.src) and not is_external(e.dst):
-            peers[e.dst, e.service, False].add(e.src)
-    maps = {k: generalise(v, config) for k, v in peers.items()}
-    merged: dict[tuple[ClassKey, ClassKey, str], Evidence] = {}
-    for e in raw:
-        src, dst = e.src, e.dst
-        if is_external(dst) and not is_external(src):
-            dst = maps[src, e.service, True][dst]
-        elif is_external(src) and not is_external(dst):
-            src = maps[dst, e.service, False][src]
-        key = (src, dst, e.service)
-        old = merged.get(key)
-        merged[key] = e.evidence if old is None else old.merge(e.evidence, config.samples)
-    return [ClassEdge(s, d, svc, ev) for (s, d, svc), ev in merged.items()]
 
 
 def total_conversations(edges: pa.Table) -> int:

@@ -63,7 +63,7 @@ class RuleHits:
         """Store (rule, day) → conversations for ``version``; the last hit of a (rule, day) is
         the rule's last hit when it falls on that day, else the end of the day is unknown and
         the rule's last hit is kept only on its own day."""
-        rows = []
+        rows: list[dict[str, Any]] = []
         for (rule, day), n in per_day.items():
             last = _aware(last_hit[rule])
             when = (
