@@ -217,6 +217,10 @@ def build_map(edges: pa.Table, workloads: Sequence[Workload], grouping: Grouping
     by_node: dict[str, list[Workload]] = {}
     for w in workloads:
         by_node.setdefault(grouping.node(w), []).append(w)
+    for col in ("first_seen", "last_seen"):  # Spark hands back UTC times without a zone
+        i = edges.schema.get_field_index(col)
+        if i >= 0 and edges.schema.field(i).type != _TS:
+            edges = edges.set_column(i, col, edges[col].cast(_TS))
     rows = edges.to_pylist()
     out = [Edge(**{k: r[k] for k in Edge.__slots__}) for r in rows]
     nodes: dict[str, Node] = {}
