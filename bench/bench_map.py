@@ -48,6 +48,9 @@ from cellwall.services.map import MapQuery, map_from_table
 from cellwall.workspace import Workspace
 
 KEY = ["proto", "a_ip", "a_port", "b_ip", "b_port"]
+COLUMNS = ["start", "end", "src_ip", "dst_ip", "src_port", "dst_port", "proto", "bytes",
+           "packets", "rev_bytes", "rev_packets", "action", "tcp_flags", "src_initiated",
+           "exporter"]  # fmt: skip
 
 
 def _service(proto: pd.Series, port: pd.Series) -> pd.Series:
@@ -235,7 +238,7 @@ def run(records: int = 100_000_000, slice_records: int = 10_000_000) -> dict[str
             dataset = ds.dataset(str(LakeLayout(ws.lake).flows), format="parquet",
                                  partitioning="hive")  # fmt: skip
             flt = (ds.field("start") >= f.since) & (ds.field("start") < f.until)
-            return pandas_edges(dataset.to_table(filter=flt).to_pandas(), ws)
+            return pandas_edges(dataset.to_table(columns=COLUMNS, filter=flt).to_pandas(), ws)
 
         theirs, pandas_s = _timed(by_pandas)
     want = {(r.client, r.server, r.service): r.conversations for r in theirs.itertuples()}

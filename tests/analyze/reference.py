@@ -5,7 +5,8 @@ service, and judge each conversation with the per-conversation reference evaluat
 Ends are a stand-in for each workload (its name and labels, one address of its own for all
 time) and a few unmanaged addresses. Probes are, per protocol (TCP, UDP, SCTP, ICMP, ICMPv6
 and every protocol the policy names), the port (or ICMP type) 0, every range's first port and
-the port after its last, and "no port"; plus one protocol that the policy never names. So every service atom of every policy gets at least one probe.
+the port after its last, and "no port"; plus one protocol that the policy never names. So
+every service atom of every policy gets at least one probe.
 """
 
 from __future__ import annotations

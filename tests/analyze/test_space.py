@@ -18,7 +18,7 @@ from tests.analyze.reference import Brute, brute, stand_ins
 from tests.policy.strategies import ADMIN_IPS, CONTROLLERS, UNMANAGED, inventories, policy_sets
 
 ENDS = (UNMANAGED[0], UNMANAGED[4], UNMANAGED[6], ADMIN_IPS[0], CONTROLLERS[0])
-SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 Case = tuple[PolicySet, list[Workload]]
 
 

@@ -73,9 +73,9 @@ class Weights:
         return self.weight.get(name, 1.0) * (1.0 + self.cvss.get(name, 0.0) / 10.0)
 
 
-def hop_reach(matrix: npt.NDArray[np.float32], start: Mask, hops: int, pivots: Mask) -> list[Mask]:
+def hop_reach(matrix: Mask, start: Mask, hops: int, pivots: Mask) -> list[Mask]:
     """The endpoints first reached at each hop from ``start``; hops continue from
-    ``pivots`` only (the workloads)."""
+    ``pivots`` only (the workloads). Each hop ORs the frontier's rows of the matrix."""
     reached = np.zeros(len(start), bool)
     frontier = start
     out = []
@@ -83,7 +83,7 @@ def hop_reach(matrix: npt.NDArray[np.float32], start: Mask, hops: int, pivots: M
         if not frontier.any():
             out.append(np.zeros(len(start), bool))
             continue
-        nxt = (frontier.astype(np.float32) @ matrix) > 0.5
+        nxt = matrix[frontier].any(axis=0)
         nxt &= ~reached
         reached |= nxt
         out.append(nxt)
@@ -110,11 +110,11 @@ def policy_scenario(
     start: Mask,
     hops: int,
     weights: Weights,
-    matrix: npt.NDArray[np.float32] | None = None,
+    matrix: Mask | None = None,
 ) -> Scenario:
     """Reach under a policy from the endpoints ``start`` (whole cells or ranges)."""
     m = matrix if matrix is not None else space.permitted(np.ones(len(space.atoms), bool))
-    layers = hop_reach(np.asarray(m, np.float32), start, hops, space.is_cell)
+    layers = hop_reach(m, start, hops, space.is_cell)
     seen: set[str] = set()
     by_hop = []
     for layer in layers:
@@ -157,9 +157,9 @@ def exposure(
     space: Space, hops: int, weights: Weights, *, policy: str, top: int = 20
 ) -> ExposureResult:
     """Every workload's exposure under the space's policy (highest first)."""
-    m = space.permitted(np.ones(len(space.atoms), bool)).astype(np.float32)
+    m = space.permitted(np.ones(len(space.atoms), bool))
     k = space.k
-    cells = m[:k, :k]
+    cells = m[:k, :k].astype(np.float32)
     reach = cells > 0.5
     power = reach.copy()
     for _ in range(hops - 1):

@@ -166,11 +166,8 @@ def _redundant(space: Space, d_all: I32, d_plain: I32) -> Iterator[Finding]:
         decides = (d_all == lr.index).any() or (d_plain == lr.index).any()
         if not decides:
             continue
-        if not (
-            _fallback_same(space, lr.index, d_all, ir.all_atoms)
-            and _fallback_same(space, lr.index, d_plain, ir.plain)
-        ):
-            continue
+        if not _fallback_same(space, lr.index, d_all, ir.all_atoms):
+            continue  # a verdict changes where the rule decides: connectivity changes
         if base is None:
             base = connectivity(ir).triples
         after = connectivity(PolicyIR(_without(space.policy_set, lr.id), workloads)).triples

@@ -52,6 +52,8 @@ for _module in (
     "analyze",
     "recommend",
     "review",
+    "compile",
+    "enforce",
 ):
     import_module(f"cellwall.cli.{_module}")
 

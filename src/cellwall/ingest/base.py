@@ -142,6 +142,7 @@ _BUILTIN_MODULES = (
     "cellwall.ingest.netflow",
     "cellwall.ingest.hubble",
     "cellwall.ingest.zeek_dns",
+    "cellwall.ingest.agent_counters",
 )
 _loaded = False
 

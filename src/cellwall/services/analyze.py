@@ -160,12 +160,37 @@ def analyze_matrix(
     )
 
 
+def _iplist_yaml(ps: PolicySet, skip: set[str]) -> str:
+    docs = [
+        "apiVersion: cellwall/v1\nkind: IPList\nmetadata: "
+        + json.dumps({"name": il.name})
+        + "\nspec: "
+        + json.dumps({"cidrs": list(il.cidrs), "except": list(il.except_), "fqdns": list(il.fqdns)})
+        + "\n"
+        for il in ps.iplists
+        if il.name not in skip
+    ]
+    return "---\n".join(docs)
+
+
 def _invariants(ps: PolicySet, file: Path | None) -> tuple[PolicySet, list[Invariant]]:
+    """The invariants of ``file`` (which may name the policy's IP lists), else the
+    policy's own; and the policy with the file's IP lists added."""
     if file is None:
         return ps, [i for s in ps.invariants for i in s.invariants]
-    from cellwall.policy.loader import load_policy
+    from cellwall.policy.loader import load_policy, load_policy_texts
 
-    loaded = load_policy([file])
+    if not file.is_file():
+        raise UsageError(
+            f"--invariants {file}: no such file", "give a YAML file of kind: Invariant"
+        )
+    alone = load_policy([file])
+    own = {il.name for il in alone.policy_set.iplists}
+    texts = {str(file): file.read_text(encoding="utf-8-sig")}
+    lists = _iplist_yaml(ps, own)
+    if lists:
+        texts["<the policy's IP lists>"] = lists
+    loaded = load_policy_texts(texts)
     loaded.raise_for_errors()
     extra = loaded.policy_set
     known = {il.name for il in ps.iplists}
