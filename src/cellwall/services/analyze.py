@@ -337,16 +337,18 @@ def analyze_lint(ws: Workspace, *, src: Sources = Sources(), today: date | None)
     return lint(Space(loaded.policy_set, workloads), loaded.diagnostics, policy=name)
 
 
-def demo_analysis(ws: Workspace, out_dir: Path) -> dict[str, Any]:
-    """The demo's analysis stage: invariants, a blast radius and lint, written to
-    OUT/analysis; returns the summary that the demo prints."""
+def demo_analysis(ws: Workspace, out_dir: Path, proposed: Path | None = None) -> dict[str, Any]:
+    """The demo's analysis stage: invariants, a blast radius (before and after, with the
+    proposed policy in ``proposed`` when given) and lint, written to OUT/analysis; returns
+    the summary that the demo prints."""
     folder = out_dir / "analysis"
     folder.mkdir(parents=True, exist_ok=True)
     inv = analyze_invariants(ws)
     _, _, workloads = _inputs(ws, Sources())
     names = sorted(w.name for w in workloads)
     source = "pay-web-1" if "pay-web-1" in names else names[0]
-    blast = analyze_blast(ws, BlastQuery(source))
+    has_proposal = proposed is not None and any(proposed.glob("**/*.yaml"))
+    blast = analyze_blast(ws, BlastQuery(source, proposed=proposed if has_proposal else None))
     report = analyze_lint(ws, today=None)
     for file, doc in (
         ("invariants.json", inv.to_dict()),

@@ -145,7 +145,8 @@ def run_demo(
     coverage = identity_coverage(ws)
     maps = draw_maps(ws, out / "map")
     policy = demo_policy_stage(ws, out, _newest(ws))
-    analysis = demo_analysis(ws, out)
+    recommend = demo_recommend(ws, out / "recommend")
+    analysis = demo_analysis(ws, out, proposed=out / "recommend")
     dbfw = demo_dbfw(out / "dbfw")
     summary = {
         "out": str(out),
@@ -158,7 +159,7 @@ def run_demo(
         "identity": coverage,
         "map": maps,
         "policy": policy,
-        "recommend": demo_recommend(ws, out / "recommend"),
+        "recommend": recommend,
         "analysis": analysis,
         "dbfw": dbfw,
         "truth": str(docs["truth"]),
