@@ -38,7 +38,9 @@ def compile_command(
     target: Annotated[
         str,
         typer.Option(
-            "--target", help="nftables, iptables, k8s, cilium, calico or aws-sg.", show_default=False
+            "--target",
+            help="nftables, iptables, k8s, cilium, calico or aws-sg.",
+            show_default=False,
         ),
     ],
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to write into.")],

@@ -153,16 +153,27 @@ def lab_verify_command(
     sample: Annotated[
         int | None, typer.Option(min=1, help="Probe this many label classes (a sample).")
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds a probe waits for an answer.")] = 0.6,
+    timeout: Annotated[float, typer.Option(help="Seconds a probe waits for an answer.")] = 0.3,
+    at: Annotated[
+        str | None, typer.Option("--at", help="The instant whose addresses count (else now).")
+    ] = None,
     json_out: JsonOpt = False,
     home: HomeOpt = None,
+    now: NowOpt = None,
 ) -> None:
     """Build namespaces, apply the compiled nftables, probe, compare. Exit 1 on a
     disagreement."""
     from cellwall.services.enforce import lab_verify
 
     with handled():
-        result = lab_verify(workspace(home), policy, inventory, sample=sample, timeout=timeout)
+        result = lab_verify(
+            workspace(home),
+            policy,
+            inventory,
+            sample=sample,
+            timeout=timeout,
+            at=parse_time(at, now, "--at"),
+        )
         if json_out:
             emit_json(result.to_dict())
         else:

@@ -228,16 +228,16 @@ def _base_sql(relation: str) -> str:
 
 
 def listen_sql(relation: str) -> str:
-    """Per record: ``src endpoint << 17 | dst port + 1`` and the same from the other end
-    (-1 where that end has no port), and the endpoint that exporter evidence shows
-    answering (-1 for none)."""
+    """One column ``v``: per record, ``src endpoint << 17 | dst port + 1`` and the same from
+    the other end (where that end has a port), and ``-1 - endpoint`` for the endpoint that
+    exporter evidence shows answering."""
     src, dst = endpoint_sql("sid", "proto", "sp"), endpoint_sql("did", "proto", "dp")
     return f"""
-    SELECT CASE WHEN sp >= 0 THEN ({src} << 17) | (dp + 1) ELSE -1 END src_pair,
-           CASE WHEN dp >= 0 THEN ({dst} << 17) | (sp + 1) ELSE -1 END dst_pair,
-           CASE WHEN xr IS NULL THEN -1 WHEN xs AND dp >= 0 THEN {dst}
-                WHEN NOT xs AND sp >= 0 THEN {src} ELSE -1 END answered
-    FROM ({_base_sql(relation)})"""
+    WITH b AS ({_base_sql(relation)})
+    SELECT ({src} << 17) | (dp + 1) v FROM b WHERE sp >= 0
+    UNION ALL SELECT ({dst} << 17) | (sp + 1) FROM b WHERE dp >= 0
+    UNION ALL SELECT -1 - CASE WHEN xs THEN {dst} ELSE {src} END FROM b
+    WHERE xr IS NOT NULL AND CASE WHEN xs THEN dp ELSE sp END >= 0"""
 
 
 def coded_sql(relation: str) -> str:

@@ -135,11 +135,13 @@ def _listening(con: Any, flows: FlowSource) -> np.ndarray:
     states: list[np.ndarray] = []
     answered: list[np.ndarray] = [np.zeros(0, np.int64)]
     for chunk in flows.chunks():
-        got = con.sql(listen_sql(flows.relation(con, chunk))).fetchnumpy()
-        src, dst, ans = (np.asarray(got[c]) for c in ("src_pair", "dst_pair", "answered"))
-        states.append(_merged([src[src >= 0], dst[dst >= 0]]))
-        answered.append(np.unique(ans[ans >= 0]))
-    final = _merged(states)
+        values = np.asarray(con.sql(listen_sql(flows.relation(con, chunk))).fetchnumpy()["v"])
+        values.sort()
+        split = int(np.searchsorted(values, 0))  # answering endpoints first, as -1 - endpoint
+        answered.append(np.unique(-1 - values[:split]))
+        if split < len(values):
+            states.append(_reduce(values[split:]))
+    final = _merged(states) if states else np.zeros(0, np.int64)
     by_peers = (final >> _PEER_BITS)[(final & PORT_MASK) == _MANY]
     return np.unique(np.concatenate([by_peers, *answered]))
 

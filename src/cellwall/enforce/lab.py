@@ -124,6 +124,7 @@ class LabResult:
     classes: int
     probes: int
     agreed: int
+    through: int
     disagreements: list[Outcome]
     unsupported: list[Outcome]
     unsupported_rules: dict[str, str]
@@ -140,6 +141,7 @@ class LabResult:
             "classes": self.classes,
             "probes": self.probes,
             "agreed": self.agreed,
+            "through": self.through,
             "disagreements": [o.to_dict() for o in self.disagreements],
             "unsupported": [o.to_dict() for o in self.unsupported],
             "unsupported_rules": self.unsupported_rules,
@@ -150,7 +152,8 @@ class LabResult:
     def __str__(self) -> str:
         lines = [
             f"lab: {self.hosts} hosts for {self.classes} classes, {self.probes} probes, "
-            f"{self.agreed} agreed, {len(self.disagreements)} disagreements, "
+            f"{self.agreed} agreed ({self.through} got through), "
+            f"{len(self.disagreements)} disagreements, "
             f"{len(self.unsupported)} under unsupported rules ({self.seconds:.1f} s)"
         ]
         lines += [f"DISAGREE {o}" for o in self.disagreements]
@@ -172,8 +175,9 @@ def _addr(w: Workload, at: datetime, version: int) -> str | None:
 
 
 def _representatives(
-    policy: PolicySet, workloads: Sequence[Workload], sample: int | None, at: datetime
-) -> tuple[dict[int, list[Workload]], int]:
+    policy: PolicySet, workloads: Sequence[Workload], at: datetime
+) -> dict[int, list[Workload]]:
+    """Up to two workloads (with an address at ``at``) per label class."""
     from cellwall.policy.ir import PolicyIR
 
     wc = PolicyIR(policy, workloads).classes.workload_class
@@ -183,11 +187,53 @@ def _representatives(
             members = by_class.setdefault(wc[w.name], [])
             if len(members) < 2:
                 members.append(w)
-    total = len(by_class)
-    if sample is not None and sample < total:
-        keep = sorted(random.Random(0).sample(sorted(by_class), sample))
-        by_class = {c: by_class[c] for c in keep}
-    return by_class, total
+    return by_class
+
+
+def _busy_pairs(
+    policy: PolicySet,
+    workloads: Sequence[Workload],
+    reps: Mapping[int, Workload],
+    points: Sequence[tuple[int, int | None]],
+    at: datetime,
+) -> list[tuple[int, int]]:
+    """Class pairs that some rule decides on a probe point (allowed or denied), judged on
+    one IPv4 address per class."""
+    from cellwall.policy.judge import judge
+
+    ips = {c: _addr(w, at, 4) for c, w in reps.items()}
+    classes = [c for c, ip in ips.items() if ip]
+    rows = [(a, b, p, n) for a in classes for b in classes if a != b for p, n in points[:-2]]
+    if not rows:
+        return []
+    convs = pa.table(
+        {
+            "client_ip": [ips[a] for a, *_ in rows],
+            "server_ip": [ips[b] for _, b, *_ in rows],
+            "proto": pa.array([p for *_, p, _ in rows], pa.uint8()),
+            "server_port": pa.array([n for *_, n in rows], pa.int32()),
+            "client_port": pa.array([-1] * len(rows), pa.int32()),
+            "start": pa.array([at] * len(rows), pa.timestamp("us", tz="UTC")),
+        }
+    )
+    decided = judge(convs, policy, workloads)["rule_id"].to_pylist()
+    return sorted({(a, b) for (a, b, *_), rule in zip(rows, decided, strict=True) if rule})
+
+
+def _sample(
+    by_class: dict[int, list[Workload]], busy: Sequence[tuple[int, int]], sample: int
+) -> dict[int, list[Workload]]:
+    """``sample`` classes: the ends of randomly chosen busy pairs first (so allowed and
+    denied paths are exercised), then other classes at random."""
+    rng = random.Random(0)
+    keep: list[int] = []
+    for a, b in rng.sample(list(busy), len(busy)):
+        for c in (a, b):
+            if c not in keep and len(keep) < sample:
+                keep.append(c)
+    rest = [c for c in sorted(by_class) if c not in keep]
+    keep += rng.sample(rest, max(0, sample - len(keep)))
+    return {c: by_class[c] for c in sorted(keep)}
 
 
 def probe_points(policy: PolicySet) -> tuple[list[tuple[int, int | None]], list[str]]:
@@ -220,7 +266,14 @@ def plan_lab(
     at: datetime | None = None,
 ) -> LabPlan:
     when = at or datetime.now(UTC)
-    by_class, total = _representatives(policy, workloads, sample, when)
+    by_class = _representatives(policy, workloads, when)
+    total = len(by_class)
+    points, notes = probe_points(policy)
+    if sample is not None and sample < total:
+        firsts = {c: ws[0] for c, ws in by_class.items()}
+        busy = _busy_pairs(policy, workloads, firsts, points, when)
+        by_class = _sample(by_class, busy, sample)
+        notes.append(f"sampled {sample} of {total} classes")
     hosts: dict[int, list[LabHost]] = {}
     rewritten = {w.name: w for w in workloads}
     n = 0
@@ -239,9 +292,6 @@ def plan_lab(
                 pairs.append((client[0], server[0]))
             elif len(server) > 1:
                 pairs.append((client[0], server[1]))
-    points, notes = probe_points(policy)
-    if sample is not None and sample < total:
-        notes.append(f"sampled {len(by_class)} of {total} classes")
     flat = [h for hs in hosts.values() for h in hs]
     return LabPlan(policy, list(rewritten.values()), flat, points, pairs, total, when, notes)
 
@@ -365,8 +415,8 @@ def verify_lab(
     compiled: Compiled,
     *,
     prefix: str | None = None,
-    timeout: float = 0.6,
-    parallel: int = 400,
+    timeout: float = 0.3,
+    parallel: int = 1000,
 ) -> LabResult:
     """Build the lab, apply ``compiled``, probe, compare; the namespaces are always removed."""
     started = time.perf_counter()
@@ -380,7 +430,7 @@ def verify_lab(
             _listen(plan, topo.ns, listeners)
             seen = probe_all([p for *_, p in probes], timeout=timeout, parallel=parallel)
             doubt = [i for i, ok in enumerate(seen) if not ok and not verdicts[i]["blocked"]]
-            again = probe_all([probes[i][2] for i in doubt], timeout=timeout * 4, parallel=50)
+            again = probe_all([probes[i][2] for i in doubt], timeout=max(1.0, timeout * 4))
             for i, ok in zip(doubt, again, strict=True):
                 seen[i] = ok
     finally:
@@ -419,6 +469,7 @@ def _compare(
         classes=len({h.cls for h in plan.hosts}),
         probes=len(probes),
         agreed=agreed,
+        through=sum(1 for ok in seen if ok),
         disagreements=wrong,
         unsupported=apart,
         unsupported_rules=dict(compiled.unsupported),
@@ -433,7 +484,7 @@ def run_lab(
     *,
     sample: int | None = None,
     plant: Callable[[dict[str, str]], dict[str, str]] | None = None,
-    timeout: float = 0.6,
+    timeout: float = 0.3,
     at: datetime | None = None,
 ) -> LabResult:
     """Plan, compile with the nftables target, and verify. ``plant`` may rewrite the

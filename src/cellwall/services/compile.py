@@ -51,7 +51,9 @@ class CompileRequest:
 def expired_rules(ps: PolicySet, today: date) -> list[tuple[str, date]]:
     """(rule id, review_by) for every rule whose review date is before ``today``."""
     return [
-        (r.id, r.review_by) for _, r in ps.rules() if r.review_by is not None and r.review_by < today
+        (r.id, r.review_by)
+        for _, r in ps.rules()
+        if r.review_by is not None and r.review_by < today
     ]
 
 
@@ -68,9 +70,7 @@ def _check_expiry(ps: PolicySet, today: date, allow_expired: bool) -> list[str]:
     return [f"expired rules compiled because --allow-expired was given: {listed}"]
 
 
-def make_estate(
-    ps: PolicySet, workloads: Sequence[Workload], at: datetime | None = None
-) -> Estate:
+def make_estate(ps: PolicySet, workloads: Sequence[Workload], at: datetime | None = None) -> Estate:
     """The policy lowered over ``workloads`` at ``at`` (default: now), ready to compile."""
     return Estate(PolicyIR(ps, workloads), workloads, at)
 

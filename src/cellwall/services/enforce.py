@@ -120,7 +120,8 @@ def lab_verify(
     inventory: Path | None,
     *,
     sample: int | None = None,
-    timeout: float = 0.6,
+    timeout: float = 0.3,
+    at: datetime | None = None,
 ) -> Any:
     """``cellwall lab verify``: the :class:`~cellwall.enforce.lab.LabResult`."""
     from cellwall.enforce.lab import run_lab
@@ -129,7 +130,11 @@ def lab_verify(
     if os.geteuid() != 0:
         raise UsageError("the lab needs root (network namespaces and nftables)")
     return run_lab(
-        policy_for(ws, policy_dir), workloads_for(ws, inventory), sample=sample, timeout=timeout
+        policy_for(ws, policy_dir),
+        workloads_for(ws, inventory),
+        sample=sample,
+        timeout=timeout,
+        at=at,
     )
 
 

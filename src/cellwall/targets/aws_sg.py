@@ -27,22 +27,19 @@ def _resource_name(estate: Estate, cls: int) -> str:
     return object_name(estate, cls).replace("-", "_")
 
 
-def _rules(estate: Estate, cls: int, direction: str) -> tuple[list[dict[str, Any]], bool]:
-    """The rule resources of one direction, and whether ICMP type ranges or other
-    protocols had to be widened out (reported)."""
-    out: list[dict[str, Any]] = []
-    lost = False
+def _rules(estate: Estate, cls: int, direction: str) -> tuple[list[dict[str, Any]], set[int]]:
+    """The rule resources of one direction, and the rules deciding ICMP type ranges or
+    unnamed protocols that were left out (-1: not-allowed traffic)."""
+    out: list[dict[str, Any]] = _management(estate, direction)
+    lost: set[int] = set()
     for g in sorted(grants(estate, cls, direction), key=repr):
         ids = ",".join(estate.ir.rules[c].id for c in g.codes) or "not-allowed"
         pieces: list[tuple[str, int | None, int | None]] = []
         for s in g.services or ():
-            if s.proto is None:
-                lost = True
+            if s.proto is None or (s.proto in (1, 58) and s.lo is not None and s.lo != s.hi):
+                lost.update(s.codes or (-1,))
                 continue
             proto = str(s.proto)
-            if s.proto in (1, 58) and s.lo is not None and s.lo != s.hi:
-                lost = True
-                continue
             if s.proto in (1, 58) and s.lo is not None:
                 pieces.append((proto, s.lo, -1))
             else:
@@ -51,7 +48,8 @@ def _rules(estate: Estate, cls: int, direction: str) -> tuple[list[dict[str, Any
             pieces = [("-1", None, None)]
         for p in g.peers:
             if p.cls is not None:
-                peers = [{"referenced_security_group_id": f"${{aws_security_group.{_resource_name(estate, p.cls)}.id}}"}]
+                ref = f"${{aws_security_group.{_resource_name(estate, p.cls)}.id}}"
+                peers = [{"referenced_security_group_id": ref}]
             else:
                 peers = [
                     {"cidr_ipv6" if ":" in c else "cidr_ipv4": c}
@@ -67,23 +65,43 @@ def _rules(estate: Estate, cls: int, direction: str) -> tuple[list[dict[str, Any
     return out, lost
 
 
+def _management(estate: Estate, direction: str) -> list[dict[str, Any]]:
+    s = estate.ir.policy_set.settings.management
+    nets, svcs = (
+        (s.admin_networks, s.services) if direction == "in" else (s.controllers, s.control_services)
+    )
+    out: list[dict[str, Any]] = []
+    rid = "management:admin" if direction == "in" else "management:control"
+    for c in nets:
+        for x in svcs:
+            r: dict[str, Any] = {
+                "ip_protocol": "-1" if x.proto is None else str(x.proto),
+                "cidr_ipv6" if ":" in c else "cidr_ipv4": c,
+                "description": rid,
+            }
+            if x.lo is not None:
+                r["from_port"], r["to_port"] = x.lo, x.hi
+            out.append(r)
+    return out
+
+
 def _minus(cidr: str, exc: list[str]) -> list[str]:
     import ipaddress
 
-    nets = [ipaddress.ip_network(cidr)]
+    nets: list[Any] = [ipaddress.ip_network(cidr)]
     for e in exc:
         en = ipaddress.ip_network(e)
-        nxt = []
+        nxt: list[Any] = []
         for n in nets:
             if n.overlaps(en):
-                nxt += list(n.address_exclude(en)) if n != en else []  # type: ignore[arg-type]
+                nxt += list(n.address_exclude(en)) if n != en else []
             else:
                 nxt.append(n)
         nets = nxt
-    return [str(n) for n in sorted(nets, key=lambda n: (n.version, n))]  # type: ignore[arg-type]
+    return [str(n) for n in sorted(nets, key=lambda n: (n.version, int(n.network_address)))]
 
 
-def group_doc(estate: Estate, cls: int) -> tuple[dict[str, Any], list[str], bool]:
+def group_doc(estate: Estate, cls: int) -> tuple[dict[str, Any], list[str], set[int]]:
     """The Terraform JSON of one class's group, the limit notes, and whether traffic was
     left out."""
     name = _resource_name(estate, cls)
@@ -97,7 +115,8 @@ def group_doc(estate: Estate, cls: int) -> tuple[dict[str, Any], list[str], bool
             }
         }
     }
-    notes, lost = [], False
+    notes: list[str] = []
+    lost: set[int] = set()
     for d, kind in (("in", "ingress"), ("out", "egress")):
         rules, l2 = _rules(estate, cls, d)
         lost |= l2
@@ -133,11 +152,13 @@ class AwsSgTarget(Target):
             name = object_name(estate, cls)
             out.files.append(Artefact(f"{name}.tf.json", json.dumps(doc, indent=2) + "\n"))
             out.notes.extend(notes)
-            if lost:
+            for c in sorted(lost):
+                rid = estate.ir.rules[c].id if c >= 0 else "(not-allowed)"
                 out.unsupported.append(
-                    Unsupported(name, "ICMP type ranges or unnamed protocols left out")
+                    Unsupported(
+                        rid,
+                        "ICMP type ranges and unnamed protocols cannot be listed "
+                        "in a security group rule; that traffic is left out (blocked)",
+                    )
                 )
-        s = estate.ir.policy_set.settings.management
-        if not s.empty:
-            out.notes.append("the management tier is not compiled into security groups")
         return out

@@ -28,7 +28,7 @@ def calico_selector(estate: Estate, cls: int) -> str:
     """A Calico selector expression matching exactly class ``cls``."""
     ct = estate.ir.classes
     labels = ct.labels(cls)
-    keys = sorted({k for c in range(ct.count) for k in ct.labels(c).keys()})
+    keys = sorted({k for c in range(ct.count) for k in ct.labels(c)})
     parts = []
     for k in keys:
         v = labels.get(k)
@@ -164,7 +164,10 @@ class CalicoTarget(Target):
         for ids in sorted(set(b.unsupported)):
             for rid in ids.split(",") if ids else ["(not-allowed)"]:
                 out.unsupported.append(
-                    Unsupported(rid, "protocol ranges or ICMP type ranges that Calico cannot "
-                                "list in one rule are left out")
+                    Unsupported(
+                        rid,
+                        "protocol ranges or ICMP type ranges that Calico cannot "
+                        "list in one rule are left out",
+                    )
                 )
         return out

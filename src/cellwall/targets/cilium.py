@@ -88,10 +88,15 @@ def _l4(estate: Estate, g: Grant) -> list[dict[str, Any]]:
     """``toPorts`` / ``icmps`` fragments for a grant ([{}] when it is all traffic)."""
     if g.services is None:
         return [{}]
-    ports, icmps, frags = [], [], []
+    ports: list[dict[str, Any]] = []
+    icmps: list[dict[str, Any]] = []
+    frags: list[dict[str, Any]] = []
     for s in g.services:
         if s.proto in _PROTO:
-            port: dict[str, Any] = {"port": str(s.lo if s.lo is not None else 0), "protocol": _PROTO[s.proto]}
+            port: dict[str, Any] = {
+                "port": str(s.lo if s.lo is not None else 0),
+                "protocol": _PROTO[s.proto],
+            }
             if s.lo is not None and s.hi is not None and s.hi > s.lo:
                 port["endPort"] = s.hi
             http = _http(estate, g.codes, s)
@@ -101,7 +106,9 @@ def _l4(estate: Estate, g: Grant) -> list[dict[str, Any]]:
             ports.append(entry)
         elif s.proto in (1, 58) and s.lo is not None:
             fam = "IPv4" if s.proto == 1 else "IPv6"
-            icmps += [{"fields": [{"type": t, "family": fam}]} for t in range(s.lo, (s.hi or s.lo) + 1)]
+            icmps += [
+                {"fields": [{"type": t, "family": fam}]} for t in range(s.lo, (s.hi or s.lo) + 1)
+            ]
         else:
             frags.append({"_lost": list(s.codes) or [-1]})
     if ports:
@@ -145,7 +152,9 @@ class _Builder:
 
     def management(self, d: str) -> list[dict[str, Any]]:
         s = self.estate.ir.policy_set.settings.management
-        nets, svcs = (s.admin_networks, s.services) if d == "in" else (s.controllers, s.control_services)
+        nets, svcs = (
+            (s.admin_networks, s.services) if d == "in" else (s.controllers, s.control_services)
+        )
         if not nets or not svcs:
             return []
         key = "fromCIDR" if d == "in" else "toCIDR"
@@ -160,7 +169,10 @@ def _svc_ports(services: tuple[Service, ...]) -> list[dict[str, Any]]:
     out = []
     for s in services:
         if s.proto in _PROTO:
-            p: dict[str, Any] = {"port": str(s.lo if s.lo is not None else 0), "protocol": _PROTO[s.proto]}
+            p: dict[str, Any] = {
+                "port": str(s.lo if s.lo is not None else 0),
+                "protocol": _PROTO[s.proto],
+            }
             if s.lo is not None and s.hi is not None and s.hi > s.lo:
                 p["endPort"] = s.hi
             out.append(p)
@@ -194,8 +206,10 @@ class CiliumTarget(Target):
             out.files.append(Artefact(f"{ns}/{object_name(estate, cls)}.yaml", dump(doc)))
         for c in sorted(b.lost):
             out.unsupported.append(
-                Unsupported(estate.ir.rules[c].id if c >= 0 else "(not-allowed)", "traffic on protocols other than TCP, UDP, "
-                            "SCTP and typed ICMP is left out")
+                Unsupported(
+                    estate.ir.rules[c].id if c >= 0 else "(not-allowed)",
+                    "traffic on protocols other than TCP, UDP, SCTP and typed ICMP is left out",
+                )
             )
         _ = NS_KEY
         return out

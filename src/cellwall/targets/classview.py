@@ -10,6 +10,7 @@ that decide them, and :func:`services` turns an atom mask into port ranges per p
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -60,9 +61,9 @@ def region_peers(estate: Estate) -> list[Peer]:
         for inc, exc in terms:
             cuts.update(x for f, a, b in (*inc, *exc) if f == fam for x in (a, b + 1))
         points = sorted(cuts)
-        for a, nxt in zip(points, points[1:], strict=False):
+        for a, nxt in itertools.pairwise(points):
 
-            def inside(rs: list[tuple[int, int, int]], a: int = a) -> bool:
+            def inside(rs: list[tuple[int, int, int]], a: int = a, fam: int = fam) -> bool:
                 return any(f == fam and lo <= a <= hi for f, lo, hi in rs)
 
             sig = np.asarray([inside(i) and not inside(e) for i, e in terms], bool)
@@ -124,7 +125,9 @@ def services(
     ]
 
 
-def _pieces(estate: Estate, mask: Mask) -> list[tuple[int | None, int | None, int | None, list[int]]]:
+def _pieces(
+    estate: Estate, mask: Mask
+) -> list[tuple[int | None, int | None, int | None, list[int]]]:
     out: list[tuple[int | None, int | None, int | None, list[int]]] = []
     for slot in estate.ir.atoms.slots:
         if slot.proto is None:
@@ -162,7 +165,7 @@ def _text(fam: int, v: int) -> str:
 
 def _summarize(fam: int, a: int, b: int) -> Iterator[str]:
     lo, hi = ipaddress.ip_address(_text(fam, a)), ipaddress.ip_address(_text(fam, b))
-    for n in ipaddress.summarize_address_range(lo, hi):  # type: ignore[arg-type]
+    for n in ipaddress.summarize_address_range(lo, hi):
         yield str(n)
 
 

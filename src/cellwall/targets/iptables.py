@@ -29,7 +29,7 @@ _LOG = 20  # iptables log prefixes hold 29 characters
 
 def _cidrs(first: str, last: str) -> Iterator[str]:
     a, b = ipaddress.ip_address(first), ipaddress.ip_address(last)
-    for net in ipaddress.summarize_address_range(a, b):  # type: ignore[arg-type]
+    for net in ipaddress.summarize_address_range(a, b):
         yield str(net)
 
 
@@ -172,9 +172,7 @@ def render_host(estate: Estate, host: str) -> tuple[str, str, str]:
 class IptablesTarget(Target):
     name: ClassVar[str] = "iptables"
     per_host: ClassVar[bool] = True
-    capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"deny", "workload", "icmp", "other-proto"}
-    )
+    capabilities: ClassVar[frozenset[str]] = frozenset({"deny", "workload", "icmp", "other-proto"})
     description: ClassVar[str] = "iptables-restore and ipset restore files per host"
 
     def compile(self, estate: Estate, host: str | None) -> Artefacts:

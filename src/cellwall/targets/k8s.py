@@ -44,7 +44,7 @@ def class_selector(estate: Estate, cls: int) -> dict[str, Any]:
         k
         for c in range(ct.count)
         if class_namespace(estate, c) == ns
-        for k in ct.labels(c).keys()
+        for k in ct.labels(c)
         if k != NS_KEY
     }
     sel: dict[str, Any] = {}
@@ -52,8 +52,24 @@ def class_selector(estate: Estate, cls: int) -> dict[str, Any]:
         sel["matchLabels"] = dict(sorted(labels.items()))
     missing = sorted(keys - set(labels))
     if missing:
-        sel["matchExpressions"] = [{"key": k, "operator": "DoesNotExist"} for k in missing]
+        # NotIn every value the namespace uses: equal to DoesNotExist over the inventory
+        # (NotIn matches a pod without the key), and read alike by every analyzer
+        sel["matchExpressions"] = [
+            {"key": k, "operator": "NotIn", "values": _values(estate, ns, k)} for k in missing
+        ]
     return sel
+
+
+def _values(estate: Estate, ns: str, key: str) -> list[str]:
+    ct = estate.ir.classes
+    found = {
+        v
+        for c in range(ct.count)
+        if class_namespace(estate, c) == ns
+        for v in (ct.labels(c).get(key),)
+        if v is not None
+    }
+    return sorted(found)
 
 
 def object_name(estate: Estate, cls: int, prefix: str = "cw") -> str:
@@ -135,15 +151,18 @@ class _Builder:
             rid = self.estate.ir.rules[c].id if c >= 0 else "(not-allowed)"
             self.unsupported.append(
                 Unsupported(
-                    rid, "icmp/other-proto: NetworkPolicy lists only TCP, UDP and SCTP; "
-                    "that traffic is left out (blocked)"
+                    rid,
+                    "icmp/other-proto: NetworkPolicy lists only TCP, UDP and SCTP; "
+                    "that traffic is left out (blocked)",
                 )
             )
 
     def _management(self, direction: str, key: str) -> list[dict[str, Any]]:
         s = self.estate.ir.policy_set.settings.management
         nets, svcs = (
-            (s.admin_networks, s.services) if direction == "in" else (s.controllers, s.control_services)
+            (s.admin_networks, s.services)
+            if direction == "in"
+            else (s.controllers, s.control_services)
         )
         if not nets or not svcs:
             return []

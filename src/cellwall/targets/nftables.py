@@ -258,9 +258,7 @@ def render_host(estate: Estate, host: str) -> str:
 class NftablesTarget(Target):
     name: ClassVar[str] = "nftables"
     per_host: ClassVar[bool] = True
-    capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"deny", "workload", "icmp", "other-proto"}
-    )
+    capabilities: ClassVar[frozenset[str]] = frozenset({"deny", "workload", "icmp", "other-proto"})
     description: ClassVar[str] = "one inet table per host, verdict maps keyed by (address, port)"
 
     def compile(self, estate: Estate, host: str | None) -> Artefacts:

@@ -20,6 +20,7 @@ rule. Narrowed services count as matching (the L4 view): a host never sees the f
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -185,7 +186,7 @@ class Estate:
             cuts.update((v, v + 1))
         points = sorted(cuts)
         starts, ends, eps = [], [], []
-        for a, nxt in zip(points, points[1:], strict=False):
+        for a, nxt in itertools.pairwise(points):
             starts.append(a)
             ends.append(nxt - 1)
             cls = managed.get(a) if nxt == a + 1 else None
@@ -283,7 +284,7 @@ class Estate:
         out = []
         change = np.flatnonzero(np.diff(elem_row)) + 1
         bounds = [0, *change.tolist(), len(elem_row)]
-        for i, j in zip(bounds, bounds[1:], strict=False):
+        for i, j in itertools.pairwise(bounds):
             ps = pieces[int(elem_row[i])]
             if not ps:
                 continue
