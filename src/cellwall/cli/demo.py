@@ -176,6 +176,12 @@ def _print_demo(doc: dict[str, Any]) -> None:
         f"  analysis   {an['invariants']} invariants, {len(an['failed'])} failing; "
         f"{an['sentence']}; lint {an['lint']['error']} errors, {an['lint']['warning']} warnings"
     )
+    comp = doc["compile"]
+    out.print(
+        f"  compile    nftables for {comp['nftables']['hosts']} hosts, "
+        f"{comp['k8s']['files']} Kubernetes objects; "
+        f"{comp['nftables']['unsupported']} rule(s) a target cannot express, named in the report"
+    )
     out.print(
         f"  dbfw       {db['attacks_blocked']} of {db['attack_requests']} injection attempts "
         f"blocked, {db['benign_blocked']} of {db['benign_requests']} ordinary queries blocked"
@@ -186,6 +192,9 @@ def _print_demo(doc: dict[str, Any]) -> None:
     out.print(f"  workspace  {doc['workspace']}  (cellwall ... --home {doc['workspace']})")
     out.print(f"  map        {m['app_png']} (and .svg, .json; map-role.json, map-role.csv)")
     out.print(f"  policy     {pol['policy']} (replay: {pol['replay']}, explain.txt beside it)")
+    out.print(f"  recommend  {doc['out']}/recommend (policy YAML with evidence, report.json)")
+    out.print(f"  analysis   {doc['out']}/analysis (invariants, blast radius, lint)")
+    out.print(f"  compile    {doc['out']}/compile (nftables per host, k8s, unsupported.json)")
     out.print(f"  dbfw       {doc['out']}/dbfw (alerts.jsonl, learned.json, summary.json)")
     out.print(f"  lake       {doc['lake']}")
     out.print(f"  try        cellwall flows query --home {doc['workspace']} --port 5432 --limit 10")

@@ -5,8 +5,7 @@ Each counter of table ``inet cellwall`` that belongs to a rule (a named counter 
 inline ``counter`` on a rule whose ``comment`` is its id) gives one report row per cycle in
 which its counter moved: the packets and bytes since the last report, ``ACCEPT`` for an
 accepting rule and ``REJECT`` (with the rule id as ``drop_reason``) for a dropping one.
-These rows are the
-``agent-counters`` flow format (:mod:`cellwall.ingest.agent_counters`).
+These rows are the ``agent-counters`` flow format (:mod:`cellwall.ingest.agent_counters`).
 
 A rule that pins one address (``ip saddr 10.0.0.5``), a protocol or one destination port
 fills those columns; an end that it does not pin is written as the unspecified address of

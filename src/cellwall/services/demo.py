@@ -20,6 +20,7 @@ from cellwall.errors import UsageError
 from cellwall.inventory import InventoryStore, Resolver
 from cellwall.lake.layout import LakeLayout
 from cellwall.services.analyze import demo_analysis
+from cellwall.services.compile import demo_compile
 from cellwall.services.dbfw import demo_dbfw
 from cellwall.services.demo_policy import demo_policy_stage
 from cellwall.services.ingest import Progress, ingest_paths
@@ -147,6 +148,7 @@ def run_demo(
     policy = demo_policy_stage(ws, out, _newest(ws))
     recommend = demo_recommend(ws, out / "recommend")
     analysis = demo_analysis(ws, out, proposed=out / "recommend")
+    compiled = demo_compile(ws, out / "compile")
     dbfw = demo_dbfw(out / "dbfw")
     summary = {
         "out": str(out),
@@ -161,6 +163,7 @@ def run_demo(
         "policy": policy,
         "recommend": recommend,
         "analysis": analysis,
+        "compile": compiled,
         "dbfw": dbfw,
         "truth": str(docs["truth"]),
         "seconds": round(time.perf_counter() - started, 2),
