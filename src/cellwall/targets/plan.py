@@ -162,6 +162,7 @@ class Estate:
                 owner.setdefault(_addr_int(ip), wc[w.name])
         self.owner = owner
         self.partitions = [self._partition(f) for f in (4, 6)]
+        self._piece_cache: dict[int, list[tuple[int, int, int | None, int | None, int]]] = {}
         self._plans: dict[tuple[int, bool, bool], HostPlan] = {}
         self.memo: dict[tuple[object, ...], object] = {}  # targets' caches (rendered text)
 
@@ -265,6 +266,11 @@ class Estate:
 
     def decisions(self, cls: int, peers: I32, direction: str) -> npt.NDArray[np.int32]:
         """Deciding rule per (peer endpoint, atom) for class ``cls`` (-1: none)."""
+        prof = self.profiles(cls, peers, direction)
+        return np.asarray(self.ir.groups.with_narrowed[prof], np.int32)
+
+    def profiles(self, cls: int, peers: I32, direction: str) -> I32:
+        """The decision profile of each (peer endpoint, class ``cls``) pair."""
         g = self.ir.groups
         if direction == "in":
             gs = g.ep_src[peers]
@@ -272,14 +278,15 @@ class Estate:
         else:
             gs = np.full(len(peers), g.ep_src[cls], np.int32)
             gd = g.ep_dst[peers]
-        prof = g.pair_profiles(gs.astype(np.int32), gd.astype(np.int32))
-        return np.asarray(g.with_narrowed[prof], np.int32)
+        return g.pair_profiles(gs.astype(np.int32), gd.astype(np.int32))
 
     def _family_entries(self, part: _Partition, cls: int, direction: str) -> list[Entry]:
         uniq, inv = np.unique(part.endpoint, return_inverse=True)
-        rows = self.decisions(cls, uniq.astype(np.int32), direction)
-        row_keys, row_of = np.unique(rows, axis=0, return_inverse=True)
-        pieces = [self._pieces(r) for r in row_keys]
+        prof = self.profiles(cls, uniq.astype(np.int32), direction)
+        # equal profiles have equal decision rows: cut each distinct one into pieces once
+        row_keys, row_of = np.unique(prof, return_inverse=True)
+        table = self.ir.groups.with_narrowed
+        pieces = [self._pieces_of(int(p), table[p]) for p in row_keys.tolist()]
         elem_row = row_of.reshape(-1)[inv.reshape(-1)]
         out = []
         change = np.flatnonzero(np.diff(elem_row)) + 1
@@ -293,6 +300,15 @@ class Estate:
             for plo, phi, lo, hi, code in ps:
                 out.append(Entry(part.family, first, last, plo, phi, lo, hi, code))
         return out
+
+    def _pieces_of(
+        self, profile: int, row: I32
+    ) -> list[tuple[int, int, int | None, int | None, int]]:
+        """:meth:`_pieces` of a profile's row, computed once per profile."""
+        found = self._piece_cache.get(profile)
+        if found is None:
+            found = self._piece_cache[profile] = self._pieces(row)
+        return found
 
     def _pieces(self, row: I32) -> list[tuple[int, int, int | None, int | None, int]]:
         """(proto_lo, proto_hi, lo, hi, code) for the allowed and denied atoms of one row."""
