@@ -96,7 +96,9 @@ UNMANAGED = (
     "fd00:9::1",
     "2001:db8::ff",
     "2606:4700::1111",
-    "::ffff:10.0.0.1",  # IPv4-mapped: an IPv6 address, not 10.0.0.1 (docs/policy.md)
+    # IPv4-mapped: an IPv6 address, not 10.0.0.1 (docs/policy.md); written canonically, as
+    # the lake writes it (Python 3.11 prints ::ffff:a00:1, later versions ::ffff:10.0.0.1)
+    str(ipaddress.ip_address("::ffff:10.0.0.1")),
 )
 #: The management tier's addresses (unmanaged unless a workload happens to own them).
 ADMIN_NETS = ("10.255.0.0/24", "fd00:ff::/64")

@@ -258,6 +258,9 @@ def test_fast_evaluator_agrees_with_the_reference(scenario: Scenario) -> None:
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
 @given(wide_scenarios())
+@pytest.mark.filterwarnings(
+    "ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning"
+)
 def test_fast_evaluator_agrees_on_wide_policies(scenario: Scenario) -> None:
     check(scenario)
 
