@@ -5,15 +5,18 @@ applied): exact equality, and the same deciding rule."""
 from __future__ import annotations
 
 import ipaddress
+from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cellwall.analyze.space import Space
 from cellwall.model.inventory import Workload
-from cellwall.model.policy import PolicySet
+from cellwall.model.policy import Management, PolicySet, Settings, parse_service
+from cellwall.policy.judge import judge
 from tests.analyze.reference import Brute, brute, stand_ins
 from tests.policy.strategies import ADMIN_IPS, CONTROLLERS, UNMANAGED, inventories, policy_sets
 
@@ -77,3 +80,33 @@ def test_matrices_atoms_and_decisions_equal_the_reference(case: Case) -> None:
             got = bool(m[endpoint(space, a), endpoint(space, b)])
             assert got == ref.allowed(a, b, effective=effective), (a, b, effective)
         _check_atoms(space, ref, effective)
+
+
+def test_a_workload_that_owns_an_admin_address_is_in_the_management_tier() -> None:
+    """The evaluator matches the management tier by address, whoever owns it; the analysis
+    must agree (the bastion below is a workload in the admin network)."""
+    bastion = Workload.of("bastion", labels={"role": "bastion"}, addresses=["10.255.0.5"])
+    web = Workload.of("web", labels={"role": "web"}, addresses=["10.1.0.1"])
+    ssh = (parse_service("tcp/22"),)
+    ps = PolicySet(settings=Settings(management=Management(("10.255.0.0/24",), ssh)))
+    space = Space(ps, [bastion, web])
+    atom = next(i for i, a in enumerate(space.atoms) if space.ir.atoms.describe(i) == "tcp/22")
+    mask = np.zeros(len(space.atoms), bool)
+    mask[atom] = True
+    cell = {n: c for c, ms in enumerate(space.members) for n in ms}
+    allowed = space.allowed(mask)
+    assert allowed[cell["bastion"], cell["web"]]
+    assert not allowed[cell["web"], cell["bastion"]]
+    conv = pa.table(
+        {
+            "client_ip": ["10.255.0.5", "10.1.0.1"],
+            "server_ip": ["10.1.0.1", "10.255.0.5"],
+            "proto": pa.array([6, 6], pa.uint8()),
+            "server_port": pa.array([22, 22], pa.int32()),
+            "client_port": pa.array([40000, 40000], pa.int32()),
+            "start": pa.array(
+                [datetime(2026, 11, 1, tzinfo=UTC)] * 2, pa.timestamp("us", tz="UTC")
+            ),
+        }
+    )
+    assert judge(conv, ps, [bastion, web])["verdict"].to_pylist() == ["allowed", "not-allowed"]

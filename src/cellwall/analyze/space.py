@@ -108,6 +108,16 @@ def _in(ip: str, cidrs: Sequence[str], excepts: Sequence[str] = ()) -> bool:
     return inside and not any(a.version == n.version and a in n for n in _nets(excepts))
 
 
+def _management_owners(ps: PolicySet, workloads: Sequence[Workload]) -> set[str]:
+    """Workloads that own an address in the admin networks or the controllers: the
+    management tier matches them by address, so each is a cell of its own."""
+    m = ps.settings.management
+    nets = [*m.admin_networks, *m.controllers]
+    if not nets:
+        return set()
+    return {w.name for w in workloads if any(_in(a.ip, nets) for a in w.addresses)}
+
+
 class Space:
     """A policy lowered over an inventory, with the endpoints that ``extra`` selectors
     (questions about the policy) need; see the module docstring."""
@@ -118,7 +128,12 @@ class Space:
         self.policy_set = ps
         self.ir = ir = PolicyIR(ps, workloads)
         self.workloads = {w.name: w for w in workloads}
-        self.cells = ClassTable(workloads, pinned_names(_all_selectors(ps)) | pinned_names(extra))
+        pins = (
+            pinned_names(_all_selectors(ps))
+            | pinned_names(extra)
+            | _management_owners(ps, workloads)
+        )
+        self.cells = ClassTable(workloads, pins)
         members: list[list[str]] = [[] for _ in range(self.cells.count)]
         for name, c in self.cells.workload_class.items():
             members[c].append(name)
@@ -253,6 +268,10 @@ class Space:
         m = self.policy_set.settings.management
         admin = np.zeros(self.n, bool)
         ctrl = np.zeros(self.n, bool)
+        for c, names in enumerate(self.members):  # workloads owning a management address
+            ips = [a.ip for n in names for a in self.workloads[n].addresses]
+            admin[c] = bool(m.services) and any(_in(ip, m.admin_networks) for ip in ips)
+            ctrl[c] = bool(m.control_services) and any(_in(ip, m.controllers) for ip in ips)
         for i, iv in enumerate(self.intervals):
             admin[self.k + i] = bool(m.services) and _in(iv.first, m.admin_networks)
             ctrl[self.k + i] = bool(m.control_services) and _in(iv.first, m.controllers)
