@@ -12,7 +12,7 @@ import json
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,17 @@ def build_proxy(
     return DbProxy(config, firewall, store=store, sources=SourceResolver(workloads))
 
 
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run the proxy's event loop: uvloop's (libuv) where it is installed, which roughly
+    halves the per-message cost of the protocol callbacks; asyncio's own otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
 def run_proxy(
     ws: Workspace,
     config: ProxyConfig,
@@ -97,7 +108,7 @@ def run_proxy(
         await proxy.serve(stop, on_ready)
 
     try:
-        asyncio.run(main())
+        _run_loop(main())
     except OSError as exc:
         raise UsageError(f"cannot listen on {config.listen[0]}:{config.listen[1]}: {exc}") from exc
     finally:
