@@ -98,6 +98,11 @@ class AddressTerms:
             out[:, t] = inside
         return out
 
+    def cidr_ranges(self) -> list[tuple[tuple[Net, ...], tuple[Net, ...]]]:
+        """Per term, in index order: the CIDRs that hold its addresses and those cut out
+        (a term of DNS names alone has neither)."""
+        return [(t.include, t.exclude) for t in self._terms]
+
     def pattern_terms(self) -> list[tuple[int, int]]:
         """(pattern, term) pairs: a name matching the pattern satisfies the term."""
         return [(p, t) for t, term in enumerate(self._terms) for p in term.patterns]

@@ -69,8 +69,8 @@ class Connectivity:
 def _intervals(ir: PolicyIR) -> list[tuple[int, int, int]]:
     """Elementary (family, start, end) intervals of the unmanaged space."""
     cuts: dict[int, set[int]] = {4: {0, _SPACE}, 6: {0, _SPACE}}
-    for term in ir.terms._terms:
-        for net in (*term.include, *term.exclude):
+    for include, exclude in ir.terms.cidr_ranges():
+        for net in (*include, *exclude):
             start = (net.hi << 64) | net.lo
             cuts[net.family].update((start, start + (1 << (128 - net.prefix))))
     out = []
@@ -91,12 +91,12 @@ def _text(fam: int, value: int) -> str:
 
 def _unmanaged_endpoints(ir: PolicyIR) -> list[tuple[int, tuple[int, str, str]]]:
     out = []
-    terms = ir.terms._terms
+    terms = ir.terms.cidr_ranges()
     for fam, a, b in _intervals(ir):
         sig = np.zeros(len(terms), bool)
-        for t, term in enumerate(terms):
-            sig[t] = any(_covers(n, fam, a) for n in term.include) and not any(
-                _covers(n, fam, a) for n in term.exclude
+        for t, (include, exclude) in enumerate(terms):
+            sig[t] = any(_covers(n, fam, a) for n in include) and not any(
+                _covers(n, fam, a) for n in exclude
             )
         last = b - (1 << 96 if fam == 4 else 1)
         out.append((ir.groups.signature_endpoint(sig), (fam, _text(fam, a), _text(fam, last))))

@@ -53,8 +53,8 @@ def region_peers(estate: Estate) -> list[Peer]:
         return memo
     out: list[Peer] = []
     terms = [
-        ([_net_range(n) for n in t.include], [_net_range(n) for n in t.exclude])
-        for t in estate.ir.terms._terms
+        ([_net_range(n) for n in include], [_net_range(n) for n in exclude])
+        for include, exclude in estate.ir.terms.cidr_ranges()
     ]
     for fam in (4, 6):
         cuts = {0, 1 << _WIDTH[fam]}

@@ -171,8 +171,8 @@ class Estate:
     def _terms(self) -> list[tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]]:
         # the IR's address terms as (include, exclude) ranges; DNS names are left out
         out = []
-        for t in self.ir.terms._terms:
-            out.append(([_net_range(n) for n in t.include], [_net_range(n) for n in t.exclude]))
+        for include, exclude in self.ir.terms.cidr_ranges():
+            out.append(([_net_range(n) for n in include], [_net_range(n) for n in exclude]))
         return out
 
     def _partition(self, family: int) -> _Partition:
