@@ -10,9 +10,11 @@ import typer
 from cellwall.cli.app import app
 from cellwall.cli.common import (
     HomeOpt,
+    InventoryOpt,
     JsonOpt,
     LakeOpt,
     NowOpt,
+    PolicyOpt,
     emit_json,
     handled,
     out,
@@ -26,12 +28,6 @@ analyze_app = typer.Typer(
 )
 app.add_typer(analyze_app, name="analyze")
 
-PolicyOpt = Annotated[
-    Path | None, typer.Option("--policy", help="Policy directory (else the active policy).")
-]
-InventoryOpt = Annotated[
-    Path | None, typer.Option("--inventory", help="Inventory file (else the loaded inventory).")
-]
 ServiceOpt = Annotated[
     list[str] | None, typer.Option("--service", help="Only these services (repeatable).")
 ]

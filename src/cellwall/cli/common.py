@@ -20,9 +20,11 @@ from cellwall.workspace import Workspace
 __all__ = [
     "AsOpt",
     "HomeOpt",
+    "InventoryOpt",
     "JsonOpt",
     "LakeOpt",
     "NowOpt",
+    "PolicyOpt",
     "emit_json",
     "err",
     "handled",
@@ -41,6 +43,12 @@ HomeOpt = Annotated[
 LakeOpt = Annotated[Path | None, typer.Option("--lake", help="Flow lake directory.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 AsOpt = Annotated[str | None, typer.Option("--as", help="The acting person (else $CELLWALL_USER).")]
+PolicyOpt = Annotated[
+    Path | None, typer.Option("--policy", help="Policy directory (else the active policy).")
+]
+InventoryOpt = Annotated[
+    Path | None, typer.Option("--inventory", help="Inventory file (else the loaded inventory).")
+]
 NowOpt = Annotated[
     str | None, typer.Option("--now", help="The time that relative spans count back from.")
 ]

@@ -10,8 +10,10 @@ import typer
 from cellwall.cli.app import app
 from cellwall.cli.common import (
     HomeOpt,
+    InventoryOpt,
     JsonOpt,
     NowOpt,
+    PolicyOpt,
     emit_json,
     handled,
     out,
@@ -46,13 +48,8 @@ def compile_command(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to write into.")],
     host: Annotated[str | None, typer.Option("--host", help="Compile for this host.")] = None,
     all_hosts: Annotated[bool, typer.Option("--all", help="Compile for every host.")] = False,
-    policy: Annotated[
-        Path | None, typer.Option("--policy", help="Policy directory (else the active policy).")
-    ] = None,
-    inventory: Annotated[
-        Path | None,
-        typer.Option("--inventory", help="Inventory file (else the loaded inventory)."),
-    ] = None,
+    policy: PolicyOpt = None,
+    inventory: InventoryOpt = None,
     allow_expired: Annotated[
         bool, typer.Option("--allow-expired", help="Compile rules whose review_by has passed.")
     ] = False,

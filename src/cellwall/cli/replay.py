@@ -10,9 +10,11 @@ import typer
 from cellwall.cli.app import app
 from cellwall.cli.common import (
     HomeOpt,
+    InventoryOpt,
     JsonOpt,
     LakeOpt,
     NowOpt,
+    PolicyOpt,
     emit_json,
     handled,
     out,
@@ -21,13 +23,6 @@ from cellwall.cli.common import (
 )
 
 __all__ = ["explain_command", "replay_command"]
-
-PolicyOpt = Annotated[
-    Path | None, typer.Option("--policy", help="Policy directory (else the active policy).")
-]
-InventoryOpt = Annotated[
-    Path | None, typer.Option("--inventory", help="Inventory file (else the loaded inventory).")
-]
 
 
 def _print_replay(doc: dict[str, Any]) -> None:
