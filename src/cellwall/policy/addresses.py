@@ -8,6 +8,7 @@ batch (the names valid at each conversation's start).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -19,10 +20,19 @@ import pyarrow as pa
 from cellwall.inventory.classify import Net, to_numbers
 from cellwall.model.policy import IPList, Selector
 
-__all__ = ["AddressTerms", "fqdn_matches"]
+__all__ = ["WIDTH", "AddressTerms", "fqdn_matches", "net_span"]
 
 Mask = npt.NDArray[np.bool_]
 _WORD = 62
+WIDTH = {4: 32, 6: 128}  # address bits per family
+
+
+def net_span(n: Net) -> tuple[int, int]:
+    """(first, last) address of a parsed CIDR, numbered in its own family's width."""
+    value = (n.hi << 64) | n.lo
+    if n.family == 4:
+        value >>= 96
+    return value, value + (1 << (WIDTH[n.family] - n.prefix)) - 1
 
 
 def fqdn_matches(pattern: str, name: str) -> bool:
@@ -102,6 +112,34 @@ class AddressTerms:
         """Per term, in index order: the CIDRs that hold its addresses and those cut out
         (a term of DNS names alone has neither)."""
         return [(t.include, t.exclude) for t in self._terms]
+
+    def regions(self, family: int, extra_cuts: Iterable[int] = ()) -> list[tuple[int, int, Mask]]:
+        """The address space of ``family`` cut at every CIDR boundary of every term (and at
+        ``extra_cuts``): (first, last, signature) per piece, where the signature is the
+        terms whose CIDRs hold the whole piece (DNS names left out)."""
+        spans = [
+            (
+                [net_span(n) for n in include if n.family == family],
+                [net_span(n) for n in exclude if n.family == family],
+            )
+            for include, exclude in self.cidr_ranges()
+        ]
+        cuts = {0, 1 << WIDTH[family], *extra_cuts}
+        for inc, exc in spans:
+            for first, last in (*inc, *exc):
+                cuts.update((first, last + 1))
+        out = []
+        for a, nxt in itertools.pairwise(sorted(cuts)):
+            sig = np.asarray(
+                [
+                    any(lo <= a <= hi for lo, hi in inc)
+                    and not any(lo <= a <= hi for lo, hi in exc)
+                    for inc, exc in spans
+                ],
+                bool,
+            ).reshape(len(spans))
+            out.append((a, nxt - 1, sig))
+        return out
 
     def pattern_terms(self) -> list[tuple[int, int]]:
         """(pattern, term) pairs: a name matching the pattern satisfies the term."""

@@ -16,14 +16,12 @@ tier is reported apart (:attr:`PolicyIR.management`). Narrowed services count as
 from __future__ import annotations
 
 import ipaddress
-import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from cellwall.inventory.classify import Net
 from cellwall.model.policy import ICMP_PROTOS, PORT_PROTOS, PROTO_NAMES
 from cellwall.policy.ir import ALLOWED, DENIED, VERDICTS, PolicyIR
 
@@ -66,40 +64,16 @@ class Connectivity:
         return sorted(t for t in self.triples if t.verdict == "denied")
 
 
-def _intervals(ir: PolicyIR) -> list[tuple[int, int, int]]:
-    """Elementary (family, start, end) intervals of the unmanaged space."""
-    cuts: dict[int, set[int]] = {4: {0, _SPACE}, 6: {0, _SPACE}}
-    for include, exclude in ir.terms.cidr_ranges():
-        for net in (*include, *exclude):
-            start = (net.hi << 64) | net.lo
-            cuts[net.family].update((start, start + (1 << (128 - net.prefix))))
-    out = []
-    for fam, points in cuts.items():
-        ps = sorted(points)
-        out += [(fam, a, b) for a, b in itertools.pairwise(ps)]
-    return out
-
-
-def _covers(n: Net, fam: int, start: int) -> bool:
-    base = (n.hi << 64) | n.lo
-    return n.family == fam and base <= start < base + (1 << (128 - n.prefix))
-
-
 def _text(fam: int, value: int) -> str:
-    return str(ipaddress.IPv4Address(value >> 96) if fam == 4 else ipaddress.IPv6Address(value))
+    return str(ipaddress.IPv4Address(value) if fam == 4 else ipaddress.IPv6Address(value))
 
 
 def _unmanaged_endpoints(ir: PolicyIR) -> list[tuple[int, tuple[int, str, str]]]:
     out = []
-    terms = ir.terms.cidr_ranges()
-    for fam, a, b in _intervals(ir):
-        sig = np.zeros(len(terms), bool)
-        for t, (include, exclude) in enumerate(terms):
-            sig[t] = any(_covers(n, fam, a) for n in include) and not any(
-                _covers(n, fam, a) for n in exclude
-            )
-        last = b - (1 << 96 if fam == 4 else 1)
-        out.append((ir.groups.signature_endpoint(sig), (fam, _text(fam, a), _text(fam, last))))
+    for fam in (4, 6):
+        for first, last, sig in ir.terms.regions(fam):
+            ep = ir.groups.signature_endpoint(sig)
+            out.append((ep, (fam, _text(fam, first), _text(fam, last))))
     return out
 
 

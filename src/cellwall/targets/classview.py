@@ -10,7 +10,6 @@ that decide them, and :func:`services` turns an atom mask into port ranges per p
 from __future__ import annotations
 
 import ipaddress
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -18,13 +17,13 @@ import numpy as np
 import numpy.typing as npt
 
 from cellwall.model.policy import ICMP_PROTOS, PORT_PROTOS
+from cellwall.policy.addresses import WIDTH
 from cellwall.policy.ir import ALLOWED, NOT_ALLOWED
-from cellwall.targets.plan import Estate, _net_range
+from cellwall.targets.plan import Estate
 
 __all__ = ["Peer", "ServicePiece", "cidr_block", "permitted", "region_peers", "services"]
 
 Mask = npt.NDArray[np.bool_]
-_WIDTH = {4: 32, 6: 128}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,23 +51,10 @@ def region_peers(estate: Estate) -> list[Peer]:
     if isinstance(memo, list):
         return memo
     out: list[Peer] = []
-    terms = [
-        ([_net_range(n) for n in include], [_net_range(n) for n in exclude])
-        for include, exclude in estate.ir.terms.cidr_ranges()
-    ]
     for fam in (4, 6):
-        cuts = {0, 1 << _WIDTH[fam]}
-        for inc, exc in terms:
-            cuts.update(x for f, a, b in (*inc, *exc) if f == fam for x in (a, b + 1))
-        points = sorted(cuts)
-        for a, nxt in itertools.pairwise(points):
-
-            def inside(rs: list[tuple[int, int, int]], a: int = a, fam: int = fam) -> bool:
-                return any(f == fam and lo <= a <= hi for f, lo, hi in rs)
-
-            sig = np.asarray([inside(i) and not inside(e) for i, e in terms], bool)
+        for first, last, sig in estate.ir.terms.regions(fam):
             ep = estate.ir.groups.signature_endpoint(sig)
-            out.append(Peer(None, ((fam, a, nxt - 1),), ep))
+            out.append(Peer(None, ((fam, first, last),), ep))
     estate.memo[("regions",)] = out
     return out
 
@@ -179,7 +165,7 @@ def cidr_block(ranges: tuple[tuple[int, int, int], ...]) -> list[tuple[str, list
             continue
         plain = [c for a, b in rs for c in _summarize(fam, a, b)]
         lo, hi = rs[0][0], rs[-1][1]
-        width = _WIDTH[fam]
+        width = WIDTH[fam]
         prefix = width - max((lo ^ hi).bit_length(), 0)
         base = lo >> (width - prefix) << (width - prefix) if prefix < width else lo
         top = base + (1 << (width - prefix)) - 1

@@ -32,12 +32,12 @@ import numpy.typing as npt
 from cellwall.inventory.classify import Net
 from cellwall.model.inventory import Workload
 from cellwall.model.policy import ICMP_PROTOS, MODES, PORT_PROTOS, Service
+from cellwall.policy.addresses import net_span
 from cellwall.policy.ir import ALLOWED, DENIED, MANAGEMENT_IDS, PolicyIR
 
 __all__ = ["Action", "Entry", "Estate", "Host", "HostPlan", "MgmtRule", "action_for"]
 
 I32 = npt.NDArray[np.int32]
-_WIDTH = {4: 32, 6: 128}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,11 +126,7 @@ def _addr_text(family: int, value: int) -> str:
 
 def _net_range(n: Net) -> tuple[int, int, int]:
     """(family, first, last) of a parsed CIDR, in the family's own numbering."""
-    value = (n.hi << 64) | n.lo
-    if n.family == 4:
-        value >>= 96
-    size = 1 << (_WIDTH[n.family] - n.prefix)
-    return n.family, value, value + size - 1
+    return (n.family, *net_span(n))
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,43 +164,16 @@ class Estate:
 
     # -- the address space ---------------------------------------------------------------
 
-    def _terms(self) -> list[tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]]:
-        # the IR's address terms as (include, exclude) ranges; DNS names are left out
-        out = []
-        for include, exclude in self.ir.terms.cidr_ranges():
-            out.append(([_net_range(n) for n in include], [_net_range(n) for n in exclude]))
-        return out
-
     def _partition(self, family: int) -> _Partition:
-        terms = self._terms()
-        cuts = {0, 1 << _WIDTH[family]}
-        for inc, exc in terms:
-            for fam, a, b in (*inc, *exc):
-                if fam == family:
-                    cuts.update((a, b + 1))
         managed = {v: c for (fam, v), c in self.owner.items() if fam == family}
-        for v in managed:
-            cuts.update((v, v + 1))
-        points = sorted(cuts)
+        extra = {x for v in managed for x in (v, v + 1)}
         starts, ends, eps = [], [], []
-        for a, nxt in itertools.pairwise(points):
-            starts.append(a)
-            ends.append(nxt - 1)
-            cls = managed.get(a) if nxt == a + 1 else None
-            eps.append(cls if cls is not None else self._signature_endpoint(family, a, terms))
+        for first, last, sig in self.ir.terms.regions(family, extra):
+            starts.append(first)
+            ends.append(last)
+            cls = managed.get(first) if first == last else None
+            eps.append(cls if cls is not None else self.ir.groups.signature_endpoint(sig))
         return _Partition(family, starts, ends, np.asarray(eps, np.int32))
-
-    def _signature_endpoint(
-        self,
-        family: int,
-        a: int,
-        terms: list[tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]],
-    ) -> int:
-        def inside(ranges: list[tuple[int, int, int]]) -> bool:
-            return any(f == family and lo <= a <= hi for f, lo, hi in ranges)
-
-        sig = np.asarray([inside(inc) and not inside(exc) for inc, exc in terms], bool)
-        return self.ir.groups.signature_endpoint(sig)
 
     @cached_property
     def workload_addresses(self) -> dict[int, tuple[str, ...]]:
