@@ -35,6 +35,9 @@ class Net:
 
 
 def _addressed(ns: str, ip: str) -> None:
+    # The tests speak IPv4: without IPv6 on the link, no router solicitation or MLD report
+    # leaves the namespace now and then to move the agent's drop counters.
+    netns.run(["sysctl", "-q", "-w", "net.ipv6.conf.eth0.disable_ipv6=1"], ns)
     cmds = ["link set eth0 up", f"addr add {ip}/32 dev eth0", "route add 0.0.0.0/0 dev eth0"]
     netns.run(["ip", "-n", ns, "-batch", "-"], stdin="\n".join(cmds) + "\n")
 
@@ -133,3 +136,15 @@ table inet cellwall {
 	chain output { type filter hook output priority filter; policy drop; }
 }
 """
+
+
+@pytest.fixture
+def lab_lock() -> Iterator[None]:
+    """One lab at a time across pytest-xdist workers: `lab clean` removes every lab
+    namespace, so a lab running in another worker would lose its namespaces."""
+    import tempfile
+
+    from filelock import FileLock
+
+    with FileLock(Path(tempfile.gettempdir()) / "cellwall-lab-tests.lock"):
+        yield

@@ -21,6 +21,7 @@ from cellwall.services.compile import _demo_instant
 from tests.enforce.estate import POLICY, WORKLOADS, policy
 
 runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("lab_lock")
 
 
 def _leftovers() -> list[str]:

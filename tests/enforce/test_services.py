@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cellwall.cli import app
@@ -50,6 +51,7 @@ def test_bundle_commands_sign_verify_and_exit_1_on_rejection(tmp_path: Path) -> 
     assert r.exit_code == 1 and "tampered" in r.output
 
 
+@pytest.mark.usefixtures("lab_lock")
 def test_demo_enforce_signs_verifies_and_runs_a_lab_sample(tmp_path: Path) -> None:
     doc = demo_enforce(_workspace(tmp_path), tmp_path / "out", lab_sample=2)
     assert doc["verified"] is True and doc["hosts"] == len(WORKLOADS)
