@@ -98,8 +98,22 @@ def test_expired_rules_are_surfaced_and_refused_at_activation(ws: Workspace) -> 
     with pytest.raises(UsageError, match="expired"):
         activate_reviewed(ws, actor="sam", today=TODAY)
     assert activate_reviewed(ws, actor="sam", today=TODAY, allow_expired=True)["rules"] == 1
+    active = active_policy(ws)
+    assert active is not None
+    assert [r.expires for _, r in active.rules() if r.id == rule] == [date(2026, 11, 15)]
     later = list_review(ws, actor="ada", today=date(2028, 1, 1))
     assert all(r["overdue"] for r in later)
+
+
+def test_expiry_is_a_rule_field_in_exports(ws: Workspace, tmp_path: Path) -> None:
+    rule = ids(ws, "shared")[0]
+    act_on_rules(ws, [rule], "approve", actor="sam", expires=date(2027, 3, 1))
+    export_review(ws, tmp_path / "out", actor="ada")
+    text = "".join(p.read_text() for p in sorted((tmp_path / "out").iterdir()))
+    assert 'expires: "2027-03-01"' in text and '"expires"' not in text
+    other = Workspace.resolve(tmp_path / "other")
+    import_review(other, tmp_path / "out", actor="someone")
+    assert ReviewStore(other.engine).get(rule).expires == "2027-03-01"
 
 
 def test_export_then_import_round_trips_the_whole_state(ws: Workspace, tmp_path: Path) -> None:

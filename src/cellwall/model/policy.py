@@ -264,6 +264,8 @@ class Rule:
     review_by: date | None = None
     ticket: str | None = None
     origin: Origin = field(default=_NO_ORIGIN, compare=False)
+    #: The last day the rule is valid; after it, compilers refuse the rule unless told.
+    expires: date | None = None
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:

@@ -158,6 +158,10 @@ def _policy_warnings(p: Parsed, policy: Policy, judge: Judge) -> None:
             msg = f"rule `{rule.id}` was due for review on {rule.review_by.isoformat()}"
             hint = "review it, then move review_by forward"
             p.ctx.warn(node.get("review_by"), "review-overdue", msg, hint)
+        if judge.today is not None and rule.expires is not None and rule.expires < judge.today:
+            msg = f"rule `{rule.id}` expired on {rule.expires.isoformat()}; compilers refuse it"
+            hint = "renew it (move expires forward) or remove it"
+            p.ctx.warn(node.get("expires"), "rule-expired", msg, hint)
         if not workloads or not p.ok or (scope is not None and not in_scope):
             continue
         for side, sel in (("from", rule.from_), ("to", rule.to)):

@@ -51,6 +51,7 @@ RULE_FIELDS = (
     "owner",
     "justification",
     "review_by",
+    "expires",
     "ticket",
 )
 
@@ -153,6 +154,7 @@ def _rule(p: Parsed, node: N, scope: Selector | None) -> Rule | None:
     justification = ctx.text(f.get("justification"), "justification")
     ticket = ctx.text(f.get("ticket"), "ticket")
     review_by = ctx.when(f.get("review_by"), "review_by")
+    expires = ctx.when(f.get("expires"), "expires")
     if same and src is not None and dst is not None and (src.address_terms or dst.address_terms):
         hint = "remove `same`, or select workloads on both sides"
         ctx.error(f.get("same"), "bad-same", "`same` needs workloads on both sides", hint)
@@ -171,6 +173,7 @@ def _rule(p: Parsed, node: N, scope: Selector | None) -> Rule | None:
         review_by,
         ticket,
         Origin(ctx.file, node.line, node.col),
+        expires,
     )
     p.sites.append((rule, node))
     return rule

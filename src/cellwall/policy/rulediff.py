@@ -103,6 +103,7 @@ def _rule(p: Policy, r: Rule) -> Fields:
         "owner": r.owner or "",
         "justification": r.justification or "",
         "review_by": r.review_by.isoformat() if r.review_by else "",
+        "expires": r.expires.isoformat() if r.expires else "",
         "ticket": r.ticket or "",
     }
 

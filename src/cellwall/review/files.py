@@ -39,7 +39,6 @@ def _rule_lines(rec: RuleRecord, events: Sequence[Event], with_review: bool) -> 
             "state": rec.state,
             "kind": rec.kind,
             "apps": list(rec.apps),
-            "expires": rec.expires,
         }
         lines.append(f"{pad}# review: {json.dumps(review, sort_keys=True)}")
         lines.append(f"{pad}# evidence: {json.dumps(dict(rec.evidence), sort_keys=True)}")
@@ -47,6 +46,8 @@ def _rule_lines(rec: RuleRecord, events: Sequence[Event], with_review: bool) -> 
     doc = dict(rec.document)
     if rec.review_by:
         doc["review_by"] = rec.review_by
+    if rec.expires:
+        doc["expires"] = rec.expires
     lead = f"{pad}- "
     for key, value in doc.items():
         lines.append(f"{lead}{key}: {flow(value)}")
@@ -172,6 +173,7 @@ def _record(
     scope = meta.get("scope")
     review = (notes.get("review") or [{}])[0]
     review_by = rule.pop("review_by", None)
+    expires = rule.pop("expires", None) or review.get("expires")  # older exports: a comment
     apps = review.get("apps")
     if apps is None:
         apps = sorted(
@@ -193,7 +195,7 @@ def _record(
         (notes.get("evidence") or [{}])[0],
         str(review.get("state") or "draft"),
         str(review_by) if review_by is not None else None,
-        review.get("expires"),
+        str(expires) if expires is not None else None,
     )
 
 

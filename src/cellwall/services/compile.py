@@ -2,8 +2,8 @@
 
 :func:`compile_policy` is the pure entry point (the agent, bundles and ``lab verify`` call
 it); :func:`run_compile` serves ``cellwall compile``; :func:`demo_compile` compiles the demo
-workspace's active policy. A rule whose ``review_by`` date has passed is *expired* (the model
-has no separate expiry) and is refused unless ``allow_expired`` is given.
+workspace's active policy. A rule whose ``expires`` date has passed is *expired* and is refused
+unless ``allow_expired`` is given; a rule past its ``review_by`` date is only noted as overdue.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ __all__ = [
     "expired_rules",
     "files_by_host",
     "make_estate",
+    "overdue_rules",
     "run_compile",
     "write_artefacts",
 ]
@@ -49,6 +50,11 @@ class CompileRequest:
 
 
 def expired_rules(ps: PolicySet, today: date) -> list[tuple[str, date]]:
+    """(rule id, expires) for every rule whose last valid day is before ``today``."""
+    return [(r.id, r.expires) for _, r in ps.rules() if r.expires is not None and r.expires < today]
+
+
+def overdue_rules(ps: PolicySet, today: date) -> list[tuple[str, date]]:
     """(rule id, review_by) for every rule whose review date is before ``today``."""
     return [
         (r.id, r.review_by)
@@ -57,17 +63,25 @@ def expired_rules(ps: PolicySet, today: date) -> list[tuple[str, date]]:
     ]
 
 
+def _listed(found: Sequence[tuple[str, date]], field: str, most: int = 10) -> str:
+    shown = ", ".join(f"{rid} ({field} {d.isoformat()})" for rid, d in found[:most])
+    return shown + (f" and {len(found) - most} more" if len(found) > most else "")
+
+
 def _check_expiry(ps: PolicySet, today: date, allow_expired: bool) -> list[str]:
+    notes = []
+    if overdue := overdue_rules(ps, today):
+        notes.append(f"{len(overdue)} rule(s) overdue for review: {_listed(overdue, 'review_by')}")
     found = expired_rules(ps, today)
     if not found:
-        return []
-    listed = ", ".join(f"{rid} (review_by {d.isoformat()})" for rid, d in found)
+        return notes
     if not allow_expired:
         raise UsageError(
-            f"{len(found)} rule(s) expired: {listed}",
-            hint="review them and move review_by forward, or pass --allow-expired",
+            f"{len(found)} rule(s) expired: {_listed(found, 'expires')}",
+            hint="renew them (move expires forward) or remove them, or pass --allow-expired",
         )
-    return [f"expired rules compiled because --allow-expired was given: {listed}"]
+    listed = _listed(found, "expires")
+    return [*notes, f"expired rules compiled because --allow-expired was given: {listed}"]
 
 
 def make_estate(ps: PolicySet, workloads: Sequence[Workload], at: datetime | None = None) -> Estate:
