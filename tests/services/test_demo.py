@@ -11,6 +11,7 @@ import pytest
 from cellwall.errors import UsageError
 from cellwall.services.demo import demo_config, run_demo
 from cellwall.services.flows import query_flows
+from cellwall.state.audit import AuditLog
 from cellwall.workspace import Workspace
 
 
@@ -41,6 +42,14 @@ def test_demo_run_end_to_end(tmp_path: Path, fmt: str) -> None:
     assert saved["ingest"]["stored"] == ingest["stored"]
     ws = Workspace.resolve(doc["workspace"])
     assert query_flows(ws, count_only=True)["count"] == estate["records"]
+    review = doc["review"]
+    assert review["submitted"] == doc["recommend"]["rules"] > 0
+    assert review["approved"] > 0 and review["refused"] == 1
+    assert any(Path(review["out"]).glob("*.yaml"))
+    chain = AuditLog(ws.engine).verify()
+    assert doc["audit"]["intact"] and chain.ok and chain.entries == doc["audit"]["entries"]
+    approvals = AuditLog(ws.engine).entries(action="review.approve", limit=1000)
+    assert {(e.actor, e.outcome) for e in approvals} == {("alice", "ok"), ("alice", "denied")}
 
 
 def test_demo_refuses_a_foreign_directory(tmp_path: Path) -> None:

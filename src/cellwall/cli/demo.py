@@ -171,6 +171,11 @@ def _print_demo(doc: dict[str, Any]) -> None:
         f"blocked; {pol['would_block']:,} blocked under the modes; {pol['escaped']:,} escaped"
     )
     out.print(f"  recommend  {doc['recommend']['rules']} rules in {doc['recommend']['out']}")
+    rv = doc["review"]
+    out.print(
+        f"  review     {rv['submitted']} rules proposed by sam; {rv['approved']} approved by "
+        f"the payments owner; {rv['refused']} cross-app approval by an app owner refused"
+    )
     an = doc["analysis"]
     out.print(
         f"  analysis   {an['invariants']} invariants, {len(an['failed'])} failing; "
@@ -186,6 +191,12 @@ def _print_demo(doc: dict[str, Any]) -> None:
         f"  dbfw       {db['attacks_blocked']} of {db['attack_requests']} injection attempts "
         f"blocked, {db['benign_blocked']} of {db['benign_requests']} ordinary queries blocked"
     )
+    au = doc["audit"]
+    out.print(
+        f"  audit      {au['entries']} entries, hash chain "
+        + ("intact" if au["intact"] else "[red]BROKEN[/]")
+        + f" (head {au['head'][:16]}…)"
+    )
     out.print("[bold]results[/]")
     out.print(f"  summary    {doc['out']}/summary.json")
     out.print(f"  estate     {doc['out']}/estate (flows, inventory.yaml, truth.json)")
@@ -193,6 +204,7 @@ def _print_demo(doc: dict[str, Any]) -> None:
     out.print(f"  map        {m['app_png']} (and .svg, .json; map-role.json, map-role.csv)")
     out.print(f"  policy     {pol['policy']} (replay: {pol['replay']}, explain.txt beside it)")
     out.print(f"  recommend  {doc['out']}/recommend (policy YAML with evidence, report.json)")
+    out.print(f"  review     {doc['out']}/review (the review state as YAML, for git)")
     out.print(f"  analysis   {doc['out']}/analysis (invariants, blast radius, lint)")
     out.print(f"  compile    {doc['out']}/compile (nftables per host, k8s, unsupported.json)")
     out.print(f"  dbfw       {doc['out']}/dbfw (alerts.jsonl, learned.json, summary.json)")

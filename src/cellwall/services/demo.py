@@ -26,6 +26,8 @@ from cellwall.services.demo_policy import demo_policy_stage
 from cellwall.services.ingest import Progress, ingest_paths
 from cellwall.services.inventory import check_inventory, load_inventory
 from cellwall.services.recommend import demo_recommend
+from cellwall.services.review import demo_review
+from cellwall.state.audit import AuditLog
 from cellwall.workspace import Workspace
 
 __all__ = ["identity_coverage", "run_demo"]
@@ -145,11 +147,14 @@ def run_demo(
     check = check_inventory(ws)
     coverage = identity_coverage(ws)
     maps = draw_maps(ws, out / "map")
-    policy = demo_policy_stage(ws, out, _newest(ws))
-    recommend = demo_recommend(ws, out / "recommend")
+    newest = _newest(ws)
+    policy = demo_policy_stage(ws, out, newest)
+    recommend, proposal = demo_recommend(ws, out / "recommend")
+    review = demo_review(ws, proposal, out / "review", today=newest.date())
     analysis = demo_analysis(ws, out, proposed=out / "recommend")
     compiled = demo_compile(ws, out / "compile")
     dbfw = demo_dbfw(out / "dbfw")
+    chain = AuditLog(ws.engine).verify()
     summary = {
         "out": str(out),
         "workspace": str(ws.home),
@@ -162,9 +167,11 @@ def run_demo(
         "map": maps,
         "policy": policy,
         "recommend": recommend,
+        "review": review,
         "analysis": analysis,
         "compile": compiled,
         "dbfw": dbfw,
+        "audit": {"entries": chain.entries, "intact": chain.ok, "head": chain.head_digest},
         "truth": str(docs["truth"]),
         "seconds": round(time.perf_counter() - started, 2),
     }

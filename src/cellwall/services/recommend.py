@@ -226,10 +226,11 @@ def proposal_dense(q: RecommendQuery) -> int:
     return int(q.settings.get("dense_ports", RecommendConfig().dense_ports))
 
 
-def demo_recommend(ws: Workspace, out_dir: Path) -> dict[str, Any]:
+def demo_recommend(ws: Workspace, out_dir: Path) -> tuple[dict[str, Any], Proposal]:
     """The demo's recommendation stage: role granularity over the whole lake, into
-    ``out_dir``; returns the summary (rules, coverage, exclusions) for ``summary.json``."""
+    ``out_dir``; returns the summary (rules, coverage, exclusions) for ``summary.json`` and
+    the proposal, which the demo's review stage submits."""
     doc = recommend(ws, RecommendQuery(out_dir=out_dir))
-    doc.pop("proposal")
+    proposal = doc.pop("proposal")
     doc["out"] = str(out_dir)
-    return doc
+    return doc, proposal

@@ -22,6 +22,7 @@ from cellwall.workspace import Workspace
 __all__ = [
     "act_on_rules",
     "activate_reviewed",
+    "demo_review",
     "export_review",
     "import_review",
     "list_review",
@@ -258,3 +259,28 @@ def import_review(ws: Workspace, folder: Path, *, actor: str | None) -> dict[str
     outcome = "bootstrap" if bootstrap else "ok"
     _audit(ws, who.name, "import", str(folder), {**total, "bindings": len(state.bindings)}, outcome)
     return {**total, "bindings": len(state.bindings), "iplists": len(state.iplists)}
+
+
+def demo_review(ws: Workspace, proposal: Proposal, out_dir: Path, *, today: date) -> dict[str, Any]:
+    """The demo's governance stage: a security architect (sam) submits the recommendation,
+    the payments owners (alice) approve their app's intra-app rules, alice's attempt at a
+    cross-app rule is refused and audited, and an auditor (audrey) exports the state to
+    ``out_dir``."""
+    submitted = submit_proposal(ws, proposal, actor="sam", today=today)
+    rows = list_review(ws, actor="audrey", today=today)
+    mine = [r["rule"] for r in rows if r["kind"] == "intra-app" and "payments" in r["apps"]]
+    approved = act_on_rules(ws, mine, "approve", actor="alice", note="matches the design")
+    cross = [r["rule"] for r in rows if r["kind"] == "cross-app"][:1]
+    refused = 0
+    try:
+        act_on_rules(ws, cross, "approve", actor="alice", note="")
+    except PermissionDeniedError:
+        refused = len(cross)
+    exported = export_review(ws, out_dir, actor="audrey")
+    return {
+        "submitted": submitted["rules"],
+        "approved": len(approved),
+        "refused": refused,
+        "out": str(out_dir),
+        "files": len(exported["files"]),
+    }
