@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from cellwall.cli import app
 from cellwall.services.enforce import demo_enforce
+from cellwall.state.audit import AuditLog
 from cellwall.workspace import Workspace
 from tests.enforce.estate import POLICY, WORKLOADS
 
@@ -41,9 +42,12 @@ def test_bundle_commands_sign_verify_and_exit_1_on_rejection(tmp_path: Path) -> 
     bundle.mkdir()
     (bundle / "web-1.nft").write_text("table inet cellwall {}\n")
     sign = ["bundle", "sign", str(bundle), "--key", str(keys / "bundle.key"), "--serial", "4"]
-    r = runner.invoke(app, [*sign, "--valid", "2h", "--json"])
+    bare = ["--home", str(tmp_path / "bare")]
+    r = runner.invoke(app, [*sign, *bare])
+    assert r.exit_code == 2 and "management tier" in r.output  # no policy: refused
+    r = runner.invoke(app, [*sign, "--valid", "2h", "--json", "--no-management", *bare])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["hosts"] == 1
+    assert json.loads(r.stdout)["hosts"] == 1 and json.loads(r.stdout)["management"] is False
     verify = ["bundle", "verify", str(bundle), "--key", str(keys / "bundle.pub")]
     assert runner.invoke(app, verify).exit_code == 0
     (bundle / "web-1.nft").write_text("flush ruleset\n")
@@ -58,3 +62,19 @@ def test_demo_enforce_signs_verifies_and_runs_a_lab_sample(tmp_path: Path) -> No
     assert doc["lab"]["disagreements"] == [] and doc["lab"]["classes"] == 2
     manifest = json.loads((tmp_path / "out" / "bundle" / "manifest.json").read_text())
     assert manifest["management"]["control_services"] == ["tcp/7443"]
+
+
+def test_bundle_sign_takes_the_management_tier_from_the_active_policy(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    keys, bundle = tmp_path / "keys", tmp_path / "bundle"
+    assert runner.invoke(app, ["bundle", "keygen", "--out", str(keys)]).exit_code == 0
+    bundle.mkdir()
+    (bundle / "web-1.nft").write_text("table inet cellwall {}\n")
+    sign = ["bundle", "sign", str(bundle), "--key", str(keys / "bundle.key"), "--serial", "1"]
+    r = runner.invoke(app, [*sign, "--home", str(ws.home), "--json"])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["management"]["control_services"] == ["tcp/7443"]
+    assert manifest["management"]["admin_networks"]
+    (signed,) = AuditLog(ws.engine).entries(action="bundle.sign")
+    assert signed.details["serial"] == 1 and signed.target == str(bundle)

@@ -68,20 +68,40 @@ def sign_command(
     valid: Annotated[str, typer.Option(help="How long the bundle stays valid.")] = "7d",
     version: Annotated[str, typer.Option(help="A version label (default: the time).")] = "",
     policy: Annotated[
-        Path | None, typer.Option(help="Policy directory whose management tier to record.")
+        Path | None,
+        typer.Option(
+            help="Policy directory whose management tier to record (default: the "
+            "workspace's active policy)."
+        ),
     ] = None,
+    no_management: Annotated[
+        bool,
+        typer.Option(
+            "--no-management",
+            help="Sign without a management tier: the agent then cannot refuse a ruleset "
+            "that locks out its control channel. Not recommended.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
     home: HomeOpt = None,
     now: NowOpt = None,
 ) -> None:
-    """Hash every artefact into manifest.json and sign it (manifest.sig)."""
+    """Hash every artefact into manifest.json and sign it (manifest.sig), with the policy's
+    management tier so that the agent refuses a ruleset that would lock it out."""
     from cellwall.services.enforce import SignRequest, run_sign
 
     with handled():
         req = SignRequest(
-            root, key, serial, _span(valid), version, policy, parse_time(now, None, "--now")
+            root,
+            key,
+            serial,
+            _span(valid),
+            version,
+            policy,
+            parse_time(now, None, "--now"),
+            no_management,
         )
-        doc = run_sign(workspace(home) if policy is not None else None, req)
+        doc = run_sign(None if no_management else workspace(home), req)
         if json_out:
             emit_json(doc)
         else:

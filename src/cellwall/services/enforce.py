@@ -46,6 +46,7 @@ class SignRequest:
     version: str = ""
     policy_dir: Path | None = None
     now: datetime | None = None
+    no_management: bool = False
 
 
 def management_doc(m: Management) -> dict[str, Any]:
@@ -75,15 +76,41 @@ def _summary(m: Manifest) -> dict[str, Any]:
     }
 
 
-def run_sign(ws: Workspace | None, req: SignRequest) -> dict[str, Any]:
-    """Sign the artefacts under ``req.root``; the management tier comes from the policy."""
-    mgmt: dict[str, Any] = {}
+def _management_for(ws: Workspace | None, req: SignRequest) -> dict[str, Any]:
+    """The management tier to sign into the manifest: from ``--policy``, else from the
+    workspace's active policy. Without one, the agent's guard could not check that a ruleset
+    keeps the control channel open, so signing is refused unless ``no_management``."""
+    if req.no_management:
+        return {}
+    from cellwall.services.policy import active_policy
+    from cellwall.services.replay import policy_for
+
+    ps = None
     if req.policy_dir is not None:
         if ws is None:
             raise UsageError("--policy needs a workspace")
-        from cellwall.services.replay import policy_for
+        ps = policy_for(ws, req.policy_dir)
+    elif ws is not None:
+        ps = active_policy(ws)
+    hint = (
+        "pass --policy DIR (or activate a policy) whose PolicySettings.management names the "
+        "admin networks and controllers; --no-management signs without the agent's guard"
+    )
+    if ps is None:
+        raise UsageError("no policy to take the management tier from", hint=hint)
+    m = ps.settings.management
+    if not (m.admin_networks or m.controllers):
+        raise UsageError(
+            "the policy's management tier is empty: the agent could not tell a ruleset that "
+            "locks out its control channel",
+            hint=hint,
+        )
+    return management_doc(m)
 
-        mgmt = management_doc(policy_for(ws, req.policy_dir).settings.management)
+
+def run_sign(ws: Workspace | None, req: SignRequest) -> dict[str, Any]:
+    """Sign the artefacts under ``req.root``; the management tier comes from the policy."""
+    mgmt = _management_for(ws, req)
     now = req.now or datetime.now(UTC)
     m = sign_bundle(
         req.root,
@@ -94,7 +121,12 @@ def run_sign(ws: Workspace | None, req: SignRequest) -> dict[str, Any]:
         management=mgmt,
         now=now,
     )
-    return {"bundle": str(req.root), **_summary(m)}
+    doc = {"bundle": str(req.root), "management": bool(mgmt), **_summary(m)}
+    if ws is not None:
+        from cellwall.state.audit import AuditLog, current_actor
+
+        AuditLog(ws.engine).record(current_actor(), "bundle.sign", str(req.root), "ok", doc)
+    return doc
 
 
 def run_verify(
