@@ -82,12 +82,21 @@ def measure(estate: Estate, granularity: str = "role") -> dict[str, Any]:
         ws, datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC)
     ).to_pyarrow()
     seen = judge(during, policy, workloads)["verdict"].to_pylist()
+    # The truth's own minimal rule set, judged on the same conversations: an attack that it
+    # allows rides the business's own paths and no L4 proposal can refuse it.
+    truth_policy = estate.root / "estate" / "truth" / f"policy-{granularity}.yaml"
+    minimal = load_policy([truth_policy], workloads=workloads).policy_set
+    by_truth = judge(during, minimal, workloads)["verdict"].to_pylist()
     tally: Counter[tuple[bool, bool]] = Counter()
+    truth_allows = beyond_truth = 0
     cols = ("client_ip", "client_port", "server_ip", "server_port")
-    for row, verdict in zip(during.select(list(cols)).to_pylist(), seen, strict=True):
+    rows = during.select(list(cols)).to_pylist()
+    for row, verdict, truth_verdict in zip(rows, seen, by_truth, strict=True):
         hit = keys.get(tuple(row[c] for c in cols))  # type: ignore[arg-type]
         if hit is not None:
             tally[bool(hit["rides_edge"]), verdict == "allowed"] += 1
+            truth_allows += truth_verdict == "allowed"
+            beyond_truth += verdict == "allowed" and truth_verdict != "allowed"
     truth_rules = int(estate.truth["granularities"][granularity]["rules"])
     return {
         "granularity": granularity,
@@ -102,6 +111,8 @@ def measure(estate: Estate, granularity: str = "role") -> dict[str, Any]:
         "attacks_off_edge_allowed": tally[False, True],
         "attacks_off_edge_refused": tally[False, False],
         "attacks_on_edge_allowed": tally[True, True],
+        "attacks_allowed_by_truth_minimal": truth_allows,
+        "attacks_allowed_beyond_truth": beyond_truth,
         "recommend_seconds": round(seconds, 2),
         "excluded": doc["excluded"],
     }

@@ -11,6 +11,9 @@ def test_role_granularity_meets_the_quality_floors(estate: Estate) -> None:
     assert got["legit_allowed_share"] >= 0.995, got
     assert got["attacks_matched"] >= got["attacks"] - 2, got
     assert got["attacks_off_edge_allowed"] == 0, got
+    # Every attack conversation the proposal allows, the truth's minimal rule set allows too.
+    assert got["attacks_allowed_beyond_truth"] == 0, got
+    assert got["attacks_on_edge_allowed"] <= got["attacks_allowed_by_truth_minimal"], got
     assert got["rules"] <= 1.5 * got["truth_rules"], got
     assert got["excluded"]["fan-out-scan"]["edges"] >= 900  # the port scan
 
