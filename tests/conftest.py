@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,3 +21,15 @@ def mapping(tmp_path: Path) -> Path:
     p = tmp_path / "mapping.yaml"
     p.write_text(MAPPING)
     return p
+
+
+@pytest.fixture
+def lab_lock() -> Iterator[None]:
+    """One lab at a time across pytest-xdist workers: `lab clean` removes every lab
+    namespace, so a lab running in another worker would lose its namespaces."""
+    import tempfile
+
+    from filelock import FileLock
+
+    with FileLock(Path(tempfile.gettempdir()) / "cellwall-lab-tests.lock"):
+        yield

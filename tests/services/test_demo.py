@@ -15,6 +15,7 @@ from cellwall.state.audit import AuditLog
 from cellwall.workspace import Workspace
 
 
+@pytest.mark.usefixtures("lab_lock")  # the enforcement stage runs a lab sample as root
 @pytest.mark.parametrize("fmt", ["vpc", "zeek"])
 def test_demo_run_end_to_end(tmp_path: Path, fmt: str) -> None:
     config = demo_config(
@@ -48,6 +49,9 @@ def test_demo_run_end_to_end(tmp_path: Path, fmt: str) -> None:
     assert any(Path(review["out"]).glob("*.yaml"))
     chain = AuditLog(ws.engine).verify()
     assert doc["audit"]["intact"] and chain.ok and chain.entries == doc["audit"]["entries"]
+    enforce = doc["enforce"]
+    assert enforce["verified"] and enforce["hosts"] == estate["workloads"]
+    assert enforce["lab"]["probes"] > 0 and enforce["lab"]["disagreements"] == []
     approvals = AuditLog(ws.engine).entries(action="review.approve", limit=1000)
     assert {(e.actor, e.outcome) for e in approvals} == {("alice", "ok"), ("alice", "denied")}
 

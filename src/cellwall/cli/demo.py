@@ -187,6 +187,18 @@ def _print_demo(doc: dict[str, Any]) -> None:
         f"{comp['k8s']['files']} Kubernetes objects; "
         f"{comp['nftables']['unsupported']} rule(s) a target cannot express, named in the report"
     )
+    en = doc["enforce"]
+    lab = en.get("lab")
+    proof = (
+        f"lab: {lab['probes']:,} real probes over {lab['classes']} classes, "
+        f"{len(lab['disagreements'])} disagreements"
+        if lab
+        else "lab skipped (needs root, nft and ip)"
+    )
+    out.print(
+        f"  enforce    bundle serial {en['serial']} signed for {en['hosts']} hosts and "
+        f"verified; {proof}"
+    )
     out.print(
         f"  dbfw       {db['attacks_blocked']} of {db['attack_requests']} injection attempts "
         f"blocked, {db['benign_blocked']} of {db['benign_requests']} ordinary queries blocked"
@@ -207,6 +219,7 @@ def _print_demo(doc: dict[str, Any]) -> None:
     out.print(f"  review     {doc['out']}/review (the review state as YAML, for git)")
     out.print(f"  analysis   {doc['out']}/analysis (invariants, blast radius, lint)")
     out.print(f"  compile    {doc['out']}/compile (nftables per host, k8s, unsupported.json)")
+    out.print(f"  enforce    {doc['out']}/enforce (signed bundle, keys)")
     out.print(f"  dbfw       {doc['out']}/dbfw (alerts.jsonl, learned.json, summary.json)")
     out.print(f"  lake       {doc['lake']}")
     out.print(f"  try        cellwall flows query --home {doc['workspace']} --port 5432 --limit 10")

@@ -23,6 +23,7 @@ from cellwall.services.analyze import demo_analysis
 from cellwall.services.compile import demo_compile
 from cellwall.services.dbfw import demo_dbfw
 from cellwall.services.demo_policy import demo_policy_stage
+from cellwall.services.enforce import demo_enforce
 from cellwall.services.ingest import Progress, ingest_paths
 from cellwall.services.inventory import check_inventory, load_inventory
 from cellwall.services.recommend import demo_recommend
@@ -153,6 +154,7 @@ def run_demo(
     review = demo_review(ws, proposal, out / "review", today=newest.date())
     analysis = demo_analysis(ws, out, proposed=out / "recommend")
     compiled = demo_compile(ws, out / "compile")
+    enforced = demo_enforce(ws, out / "enforce")
     dbfw = demo_dbfw(out / "dbfw")
     chain = AuditLog(ws.engine).verify()
     summary = {
@@ -170,6 +172,7 @@ def run_demo(
         "review": review,
         "analysis": analysis,
         "compile": compiled,
+        "enforce": enforced,
         "dbfw": dbfw,
         "audit": {"entries": chain.entries, "intact": chain.ok, "head": chain.head_digest},
         "truth": str(docs["truth"]),
