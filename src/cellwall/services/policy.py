@@ -20,7 +20,8 @@ from cellwall.model.policy import PolicySet
 from cellwall.policy.loader import LoadResult, load_policy
 from cellwall.policy.rulediff import RuleDiff, rule_diff
 from cellwall.policy.store import PolicyStore, VersionInfo
-from cellwall.state.audit import AuditLog, current_actor
+from cellwall.services.authz import authorize
+from cellwall.state.audit import AuditLog
 from cellwall.workspace import Workspace
 
 __all__ = [
@@ -79,8 +80,10 @@ def load_policy_dir(
     """Check and store a new version (unless it equals the newest); optionally activate it.
 
     With any error nothing is stored: the result has ``version`` None and the errors."""
-    who = current_actor(actor)
     source = ", ".join(str(p) for p in paths)
+    who = authorize(ws, actor, "policy.load", source).name
+    if activate:
+        authorize(ws, who, "policy.activate", source)
     with ws.writer_lock(timeout=30):
         result = _check(ws, paths, today)
         doc: dict[str, Any] = {**_summary(result.policy_set), **_counts(result.diagnostics)}
@@ -99,6 +102,7 @@ def activate_policy(
     ws: Workspace, version: int | None, *, actor: str | None = None
 ) -> dict[str, Any]:
     """Activate a version (the newest when None)."""
+    who = authorize(ws, actor, "policy.activate", f"v{version}" if version else "newest").name
     with ws.writer_lock(timeout=30):
         store = PolicyStore(ws.engine)
         if version is None:
@@ -106,7 +110,7 @@ def activate_policy(
             if newest is None:
                 raise UsageError("no policy is loaded", "load one with `cellwall policy load DIR`")
             version = newest.version
-        return store.activate(version, actor=actor).to_dict()
+        return store.activate(version, actor=who).to_dict()
 
 
 def list_policy_versions(ws: Workspace) -> list[dict[str, Any]]:

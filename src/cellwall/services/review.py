@@ -11,11 +11,11 @@ from typing import Any
 
 from cellwall.errors import InputError, UsageError
 from cellwall.inventory import InventoryStore
-from cellwall.model.policy import RoleBinding
 from cellwall.recommend.model import Proposal
 from cellwall.review.files import policy_texts, read_state, state_texts
 from cellwall.review.model import Actor, PermissionDeniedError, actor_roles, check_may
 from cellwall.review.store import ReviewStore, RuleRecord
+from cellwall.services.authz import bindings_in_force
 from cellwall.state.audit import AuditLog, current_actor
 from cellwall.workspace import Workspace
 
@@ -33,17 +33,8 @@ __all__ = [
 REVIEW_DAYS = {"intra-app": 180, "cross-app": 90, "external": 90, "shared": 180}
 
 
-def _bindings(ws: Workspace, store: ReviewStore) -> list[RoleBinding]:
-    from cellwall.services.policy import active_policy
-
-    active = active_policy(ws)
-    found = {b.name: b for b in (active.bindings if active is not None else ())}
-    found.update({b.name: b for b in store.bindings()})
-    return [found[k] for k in sorted(found)]
-
-
-def _actor(ws: Workspace, store: ReviewStore, name: str | None) -> Actor:
-    return actor_roles(current_actor(name), _bindings(ws, store))
+def _actor(ws: Workspace, name: str | None) -> Actor:
+    return actor_roles(current_actor(name), bindings_in_force(ws))
 
 
 def _audit(
@@ -66,7 +57,7 @@ def submit_proposal(
 ) -> dict[str, Any]:
     """Put a recommendation's rules under review (``proposed``, or ``draft``)."""
     store = ReviewStore(ws.engine)
-    who = _actor(ws, store, actor)
+    who = _actor(ws, actor)
     records = []
     for pol in proposal.policies:
         for r in pol.rules:
@@ -102,7 +93,7 @@ def list_review(
 ) -> list[dict[str, Any]]:
     """The rules under review, with ``overdue`` (review-by passed) and ``expired`` flags."""
     store = ReviewStore(ws.engine)
-    who = _actor(ws, store, actor)
+    who = _actor(ws, actor)
     check_may(who, "list")
     out = []
     for rec in store.rules(states):
@@ -125,7 +116,7 @@ def act_on_rules(
 ) -> list[dict[str, Any]]:
     """submit, approve, reject or retire rules, one transition each."""
     store = ReviewStore(ws.engine)
-    who = _actor(ws, store, actor)
+    who = _actor(ws, actor)
     done = []
     for rid in rule_ids:
         rec = store.get(rid)
@@ -169,7 +160,7 @@ def activate_reviewed(
     from cellwall.services.policy import active_policy
 
     store = ReviewStore(ws.engine)
-    who = _actor(ws, store, actor)
+    who = _actor(ws, actor)
     try:
         check_may(who, "activate")
     except PermissionDeniedError as exc:
@@ -184,7 +175,7 @@ def activate_reviewed(
         )
     if not chosen:
         raise UsageError("no rule is approved or active", hint="approve rules first")
-    texts = policy_texts(chosen, _bindings(ws, store), store.iplists())
+    texts = policy_texts(chosen, bindings_in_force(ws), store.iplists())
     ps = _load_texts(ws, texts, today)
     before = active_policy(ws)
     with ws.writer_lock(timeout=30):
@@ -203,7 +194,7 @@ def revert_review(ws: Workspace, *, actor: str | None, version: int | None) -> d
     from cellwall.policy.store import PolicyStore
 
     store = ReviewStore(ws.engine)
-    who = _actor(ws, store, actor)
+    who = _actor(ws, actor)
     check_may(who, "revert")
     pstore = PolicyStore(ws.engine)
     active = pstore.active()
@@ -223,7 +214,7 @@ def revert_review(ws: Workspace, *, actor: str | None, version: int | None) -> d
 def export_review(ws: Workspace, folder: Path, *, actor: str | None) -> dict[str, Any]:
     """Write the whole review state as YAML files into ``folder``."""
     store = ReviewStore(ws.engine)
-    who = _actor(ws, store, actor)
+    who = _actor(ws, actor)
     check_may(who, "export")
     texts = state_texts(store.rules(), store.events(), store.bindings(), store.iplists())
     folder.mkdir(parents=True, exist_ok=True)
@@ -237,8 +228,8 @@ def import_review(ws: Workspace, folder: Path, *, actor: str | None) -> dict[str
     """Read exported (or hand-written) files into the review state. Needs admin or
     security-architect, except to bootstrap a workspace that has no role binding yet."""
     store = ReviewStore(ws.engine)
-    who = _actor(ws, store, actor)
-    bootstrap = not _bindings(ws, store)
+    who = _actor(ws, actor)
+    bootstrap = not bindings_in_force(ws)
     if not bootstrap:
         try:
             check_may(who, "import")
