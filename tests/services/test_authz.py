@@ -92,3 +92,17 @@ def test_the_cli_refuses_with_exit_2_and_names_the_role(bound: Workspace) -> Non
     assert r.exit_code == 2 and "security-architect" in r.output
     r = runner.invoke(app, ["policy", "activate", "1", "--as", "sam", *home])
     assert r.exit_code == 0, r.output
+
+
+def test_only_stewards_reload_the_inventory(bound: Workspace, tmp_path: Path) -> None:
+    from cellwall.services.inventory import load_inventory
+
+    inv = tmp_path / "inventory.csv"
+    inv.write_text("name,addresses,owner,app,role\nweb-1,10.0.0.1,t,shop,web\n")
+    with pytest.raises(PermissionDeniedError, match="alice"):
+        load_inventory(bound, [inv], actor="alice")
+    assert load_inventory(bound, [inv], actor="sam")["workloads_total"] == 1
+    outcomes = [
+        (e.actor, e.outcome) for e in AuditLog(bound.engine).entries(action="inventory.load")
+    ]
+    assert outcomes == [("sam", "ok"), ("alice", "denied")]

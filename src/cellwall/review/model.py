@@ -17,6 +17,7 @@ Who may do what (roles come from ``kind: RoleBinding`` documents):
 | retire, activate, revert, import | yes | yes | no | no |
 | `policy load` (store a version) | yes | yes | yes | no |
 | `policy activate`, `policy load --activate` (`policy.activate`) | yes | yes | no | no |
+| `inventory load` (`inventory.load`) | yes | yes | no | no |
 | `dbproxy review approve\|reject` (`dbfw.review`) | yes | yes | no | no |
 
 While no RoleBinding is in force (a workspace being set up), the actions outside the review

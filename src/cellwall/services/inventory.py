@@ -19,7 +19,8 @@ from cellwall.inventory import (
 from cellwall.model.inventory import Workload
 from cellwall.model.labels import LabelConvention
 from cellwall.model.net import canonical_ip
-from cellwall.state.audit import AuditLog, current_actor
+from cellwall.services.authz import authorize
+from cellwall.state.audit import AuditLog
 from cellwall.workspace import Workspace
 
 __all__ = ["check_inventory", "list_workloads", "load_inventory", "who_owns"]
@@ -56,8 +57,9 @@ def load_inventory(
     A source's earlier workloads are replaced; other sources are untouched. Workloads with
     errors are left out and reported; the good ones are stored.
     """
-    conv, diags = _convention(ws, conventions)
     groups = [(source, list(paths))] if source else [(str(p.resolve()), [p]) for p in paths]
+    who = authorize(ws, actor, "inventory.load", ", ".join(g[0] or "" for g in groups)).name
+    conv, diags = _convention(ws, conventions)
     store = _store(ws)
     loaded: list[dict[str, Any]] = []
     with ws.writer_lock(timeout=30):
@@ -79,7 +81,7 @@ def load_inventory(
             loaded.append(entry)
             errors = sum(1 for d in result.diagnostics if d.severity == "error")
             AuditLog(ws.engine).record(
-                current_actor(actor),
+                who,
                 "inventory.load",
                 name,
                 "ok" if not errors else "partial",
