@@ -154,19 +154,30 @@ def lab_verify(
     sample: int | None = None,
     timeout: float = 0.3,
     at: datetime | None = None,
+    target: str = "nftables",
+    ends: bool = True,
 ) -> Any:
-    """``cellwall lab verify``: the :class:`~cellwall.enforce.lab.LabResult`."""
+    """``cellwall lab verify``: the :class:`~cellwall.enforce.lab.LabResult`. ``target`` is
+    the host target whose compiled rulesets are applied (``nftables`` or ``iptables``);
+    ``ends`` adds the address ends (IP lists, the internet, admin networks, controllers)."""
     from cellwall.enforce.lab import run_lab
+    from cellwall.enforce.lab_targets import LAB_TARGETS
     from cellwall.services.replay import policy_for, workloads_for
 
     if os.geteuid() != 0:
         raise UsageError("the lab needs root (network namespaces and nftables)")
+    if target not in LAB_TARGETS:
+        raise UsageError(
+            f"the lab cannot apply target {target!r}", hint="use " + " or ".join(LAB_TARGETS)
+        )
     return run_lab(
         policy_for(ws, policy_dir),
         workloads_for(ws, inventory),
         sample=sample,
         timeout=timeout,
         at=at,
+        target=target,
+        ends=ends,
     )
 
 
