@@ -8,8 +8,19 @@ the learned allow-list and screened by the indicators.
 Figures, each beside its same-run baseline:
 
 - ``prepared_ratio`` and ``simple_ratio``: pgbench select-only TPS through the proxy over
-  direct TPS, with ``-M prepared`` and ``-M simple`` (4 clients, 2 threads; direct and
-  proxied runs alternate twice, the best of each counts);
+  direct TPS, with ``-M prepared`` and ``-M simple`` (4 clients, 2 threads both ways). After a
+  warm-up of both paths, direct and proxied runs alternate in pairs, half of them direct
+  first and half proxied first (ABBA), and the figure is the median of the pairs' ratios, so
+  that the load of a shared machine, which drifts between runs, cancels within a pair.
+  ``*_ratio_best`` is the best proxied TPS over the best direct TPS, as earlier runs gave it;
+- ``proxy_cpu_us_prepared`` and ``proxy_cpu_us_simple``: CPU time (user + system, from
+  ``/proc``) of the proxy process per proxied transaction, the median over the runs; it
+  depends little on what else the machine runs. ``cpu_us_per_txn`` splits it out: the median
+  CPU µs per transaction of pgbench, PostgreSQL and the proxy, direct and proxied. When the
+  two cores are the limit, the ratio cannot pass direct CPU over proxied CPU;
+- ``unix_prepared_ratio`` (and ``unix_proxy_cpu_us_prepared``): as ``prepared_ratio``, with
+  the proxy reaching PostgreSQL on its Unix socket (``--upstream /socket/dir:PORT``) while
+  pgbench still connects over TCP;
 - ``added_p50_us``: the median latency of one client (pgbench ``--log``) through the proxy
   minus the direct median;
 - ``classify_qps``: queries per second of ``Firewall.check`` (fingerprint, indicators,
@@ -24,6 +35,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -56,11 +68,72 @@ def _pgbench(bindir: Path, port: int, args: list[str], cwd: Path) -> str:
     return done.stdout
 
 
-def _tps(output: str) -> float:
+def _tps(output: str) -> tuple[float, int]:
+    """TPS (without connection time) and the number of transactions of a pgbench run."""
     m = re.search(r"tps = ([\d.]+)", output)
-    if m is None:
+    n = re.search(r"transactions actually processed: (\d+)", output)
+    if m is None or n is None:
         raise RuntimeError(f"no tps in pgbench output: {output[-300:]}")
-    return float(m.group(1))
+    return float(m.group(1)), int(n.group(1))
+
+
+def _cpu_seconds(pid: int, children: bool = False) -> float:
+    """User plus system CPU time of a process so far (with its exited children's)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class _CpuMeter:
+    """CPU seconds of pgbench (this process's exited children), of PostgreSQL (the
+    postmaster and the backends it reaped) and of the proxy, between two readings."""
+
+    def __init__(self, postmaster: int, proxy: int) -> None:
+        self.postmaster, self.proxy = postmaster, proxy
+
+    def read(self) -> tuple[float, float, float]:
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (
+            ru.ru_utime + ru.ru_stime,
+            _cpu_seconds(self.postmaster, children=True),
+            _cpu_seconds(self.proxy),
+        )
+
+
+def _compare(
+    bindir: Path, direct: int, port: int, meter: _CpuMeter, args: list[str], work: Path
+) -> dict[str, float]:
+    """Direct and proxied runs in ABBA pairs: the median ratio of the pairs, the best TPS of
+    each path, and the median CPU time per transaction (µs) of pgbench, PostgreSQL and the
+    proxy on each path."""
+    ratios: list[float] = []
+    best = {"direct": 0.0, "proxy": 0.0}
+    cpu: dict[str, list[tuple[float, ...]]] = {"direct": [], "proxy": []}
+    for order in (("direct", "proxy"), ("proxy", "direct")) * 2:
+        got: dict[str, float] = {}
+        for key in order:
+            before = meter.read()
+            tps, count = _tps(_pgbench(bindir, port if key == "proxy" else direct, args, work))
+            time.sleep(0.2)  # let the postmaster reap the backends
+            after = meter.read()
+            cpu[key].append(
+                tuple((b - a) * 1e6 / max(count, 1) for a, b in zip(before, after, strict=True))
+            )
+            got[key] = tps
+            best[key] = max(best[key], tps)
+        ratios.append(got["proxy"] / got["direct"])
+    out = {
+        "ratio": statistics.median(ratios),
+        "direct_tps": best["direct"],
+        "proxy_tps": best["proxy"],
+        "ratio_best": best["proxy"] / best["direct"],
+    }
+    for key, runs in cpu.items():
+        for i, part in enumerate(("pgbench", "postgres", "proxy")[: 3 if key == "proxy" else 2]):
+            out[f"{key}:{part}"] = statistics.median(r[i] for r in runs)
+    return out
 
 
 def _p50_us(bindir: Path, port: int, seconds: int, work: Path, tag: str) -> float:
@@ -89,7 +162,12 @@ def _p50_us(bindir: Path, port: int, seconds: int, work: Path, tag: str) -> floa
     return float(statistics.median(lat))
 
 
-def _start_proxy(home: Path, pg_port: int, port: int, mode: str) -> subprocess.Popen[bytes]:
+def _meter(data: Path, proxy: subprocess.Popen[bytes]) -> _CpuMeter:
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    return _CpuMeter(postmaster, proxy.pid)
+
+
+def _start_proxy(home: Path, upstream: str, port: int, mode: str) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
         "-m",
@@ -98,7 +176,7 @@ def _start_proxy(home: Path, pg_port: int, port: int, mode: str) -> subprocess.P
         "--listen",
         f"127.0.0.1:{port}",
         "--upstream",
-        f"127.0.0.1:{pg_port}",
+        upstream,
         "--mode",
         mode,
         "--home",
@@ -173,36 +251,52 @@ def run(seconds: int = 10) -> dict[str, Any]:
             work = Path(tmp)
             _pgbench(pg.bindir, pg.port, ["-i", "-s", "5", "-q"], work)
             home, port = work / "home", free_port()
-            proc = _start_proxy(home, pg.port, port, "learn")
+            tcp, unix = f"127.0.0.1:{pg.port}", f"{pg.data}:{pg.port}"
+            proc = _start_proxy(home, tcp, port, "learn")
             try:
                 for m in ("prepared", "simple"):
                     _pgbench(pg.bindir, port, ["-S", "-M", m, "-c", "2", "-T", "2"], work)
             finally:
                 _stop(proc)
-            proc = _start_proxy(home, pg.port, port, "enforce")
+            run_secs = str(max(2, secs // 4))
+            res: dict[str, float] = {}
+            cpu_us: dict[str, dict[str, float]] = {}
+            proc = _start_proxy(home, tcp, port, "enforce")
             try:
-                res: dict[str, float] = {}
-                # alternate direct and proxied runs and keep the best of each: the machine
-                # is shared, and drift between two long runs would bias the ratio
                 for m in ("prepared", "simple"):
-                    args = ["-S", "-M", m, "-c", "4", "-j", "2", "-T", str(max(2, secs // 2))]
-                    for _ in range(2):
-                        for key, p in (("direct", pg.port), ("proxy", port)):
-                            tps = _tps(_pgbench(pg.bindir, p, args, work))
-                            res[f"{key}_{m}_tps"] = max(res.get(f"{key}_{m}_tps", 0.0), tps)
+                    args = ["-S", "-M", m, "-c", "4", "-j", "2", "-T", "1"]
+                    for p in (pg.port, port):  # warm both paths
+                        _pgbench(pg.bindir, p, args, work)
+                    args[-1] = run_secs
+                    got = _compare(pg.bindir, pg.port, port, _meter(pg.data, proc), args, work)
+                    res[f"direct_{m}_tps"] = got["direct_tps"]
+                    res[f"proxy_{m}_tps"] = got["proxy_tps"]
+                    res[f"{m}_ratio"] = got["ratio"]
+                    res[f"{m}_ratio_best"] = got["ratio_best"]
+                    res[f"proxy_cpu_us_{m}"] = got["proxy:proxy"]
+                    cpu_us[m] = {k: round(v, 1) for k, v in got.items() if ":" in k}
                 direct_p50 = _p50_us(pg.bindir, pg.port, max(3, secs // 2), work, "direct")
                 proxy_p50 = _p50_us(pg.bindir, port, max(3, secs // 2), work, "proxy")
+            finally:
+                _stop(proc)
+            proc = _start_proxy(home, unix, port, "enforce")
+            try:
+                args = ["-S", "-M", "prepared", "-c", "4", "-j", "2", "-T", run_secs]
+                got = _compare(pg.bindir, pg.port, port, _meter(pg.data, proc), args, work)
+                res["unix_prepared_ratio"] = got["ratio"]
+                res["unix_proxy_cpu_us_prepared"] = got["proxy:proxy"]
             finally:
                 _stop(proc)
     finally:
         pg.stop()
     cls = classification_rate()
-    prepared = res["proxy_prepared_tps"] / res["direct_prepared_tps"]
+    prepared = res["prepared_ratio"]
     return {
         "name": "dbproxy",
-        **{k: round(v) for k, v in res.items()},
-        "prepared_ratio": round(prepared, 3),
-        "simple_ratio": round(res["proxy_simple_tps"] / res["direct_simple_tps"], 3),
+        **{k: round(v) for k, v in res.items() if k.endswith("_tps")},
+        **{k: round(v, 3) for k, v in res.items() if "ratio" in k},
+        **{k: round(v, 1) for k, v in res.items() if "proxy_cpu" in k},
+        "cpu_us_per_txn": cpu_us,
         "direct_p50_us": round(direct_p50),
         "proxy_p50_us": round(proxy_p50),
         "added_p50_us": round(proxy_p50 - direct_p50),

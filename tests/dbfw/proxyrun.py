@@ -54,13 +54,14 @@ def running_proxy(
     alerts: Path | None = None,
     sources: SourceResolver | None = None,
     max_message: int = 16 << 20,
+    upstream_host: str = "127.0.0.1",
 ) -> Iterator[RunningProxy]:
     store = FingerprintStore(ws.engine) if ws is not None else None
     profiles = Profiles(store.statuses() if store is not None else {})
     firewall = Firewall(mode, Classifier(libinjection_detector()), profiles, AlertSink(alerts))
     config = ProxyConfig(
         ("127.0.0.1", 0),
-        ("127.0.0.1", upstream_port),
+        (upstream_host, upstream_port),
         tls or TLSConfig(),
         max_message=max_message,
         flush_interval=0.5,

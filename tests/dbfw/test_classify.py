@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cellwall.dbfw import Classifier, libinjection_detector
 from tests.dbfw.corpus import benign_statements, libinjection_false_positives
@@ -112,3 +114,49 @@ def test_libinjection_false_positive_list(classifier: Classifier) -> None:
         if classifier.analyse("SELECT a FROM t WHERE b = '" + s.replace("'", "''") + "'").hits
     ]
     assert len(inputs) > 400 and len(flagged) / len(inputs) <= 0.05
+
+
+SHAPES = [
+    "SELECT abalance FROM pgbench_accounts WHERE aid = {}",
+    "UPDATE pgbench_accounts SET abalance = abalance + -{} WHERE aid = {}",
+    "SELECT a FROM t ORDER BY {} LIMIT {} OFFSET {}",
+    "SELECT x::varchar({}) FROM t WHERE a IN ({}, {})",
+    "FETCH {} FROM c",
+    "SELECT {}::float({})",
+    'SELECT "col {}" FROM t WHERE a = {}',
+    "SELECT a FROM t WHERE a = {} OR {} = {}",
+    "SELECT a FROM t WHERE a = {} UNION SELECT {}",
+    "SELECT a FROM t WHERE b = $1 AND c = {}",
+    "SELECT a FROM t{} WHERE a = {}.5",
+    "SELECT a FROM t WHERE a = {} -- {}",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(SHAPES),
+    st.lists(st.integers(0, 10**12), min_size=3, max_size=3),
+    st.lists(st.integers(0, 10**12), min_size=3, max_size=3),
+)
+def test_a_shape_gives_what_the_full_analysis_gives(
+    shape: str, first: list[int], second: list[int]
+) -> None:
+    """Whatever the numbers, the shape cache answers what the parser would."""
+    c = Classifier(libinjection_detector())
+    c.analyse(shape.format(*first))
+    text = shape.format(*second)
+    assert c.analyse(text) == c._analyse(text)[0]
+
+
+def test_only_plain_integer_constants_make_a_shape() -> None:
+    c = Classifier(libinjection_detector())
+    for sql in (
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 1",
+        "SELECT a + -5 FROM t ORDER BY 2",
+        "FETCH 5 FROM c",  # a count, not a constant: FETCH 6 has another fingerprint
+        "SELECT 1::float(10)",  # float(25) is another type
+        "SELECT a FROM t WHERE a = 1 OR 2 = 2",  # constants compared: checked per query
+    ):
+        c.analyse(sql)
+    assert sum(a is not None for a in c._shapes.values()) == 2
+    assert c.analyse("FETCH 6 FROM c").fingerprint != c.analyse("FETCH 5 FROM c").fingerprint

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from cellwall.dbfw import Mode, SourceResolver, TLSConfig, UpstreamTLS
+from cellwall.dbfw.proxy import parse_hostport
 from cellwall.model.inventory import Workload
 from tests.dbfw.pgserver import PgServer, make_cert
 from tests.dbfw.proxyrun import running_proxy
@@ -240,3 +241,17 @@ def test_identity_comes_from_the_inventory(pg: PgServer) -> None:
         i.source == "shop-web-1" and i.application == "checkout" and i.user == "shop"
         for i in idents
     )
+
+
+def test_upstream_over_the_unix_socket(pg: PgServer) -> None:
+    host, port = parse_hostport(f"{pg.data}:{pg.port}", "--upstream")
+    assert parse_hostport(str(pg.data), "--upstream") == (str(pg.data), 5432)
+    with running_proxy(port, upstream_host=host) as rp:
+        with psycopg.connect(pg.dsn(rp.port, user="shop")) as c:
+            assert c.execute("SELECT name FROM users WHERE id = %s", (1,)).fetchone() == ("user1",)
+            c.commit()
+        rp.set_mode(Mode.ENFORCE)
+        with psycopg.connect(pg.dsn(rp.port, user="shop"), autocommit=True) as c:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="cellwall"):
+                c.execute("SELECT name FROM users WHERE id = 1 OR 1=1")
+            assert c.execute("SELECT name FROM users WHERE id = %s", (2,)).fetchone() == ("user2",)

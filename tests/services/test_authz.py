@@ -106,3 +106,15 @@ def test_only_stewards_reload_the_inventory(bound: Workspace, tmp_path: Path) ->
         (e.actor, e.outcome) for e in AuditLog(bound.engine).entries(action="inventory.load")
     ]
     assert outcomes == [("sam", "ok"), ("alice", "denied")]
+
+
+def test_only_stewards_review_what_the_database_firewall_learned(bound: Workspace) -> None:
+    from cellwall.errors import UsageError
+    from cellwall.services.dbfw import review_fingerprints
+
+    with pytest.raises(PermissionDeniedError, match="alice"):
+        review_fingerprints(bound, [1], "approved", actor="alice")
+    with pytest.raises(UsageError, match="no learned fingerprint with id 999"):
+        review_fingerprints(bound, [999], "approved", actor="sam")  # allowed, then not found
+    denied = AuditLog(bound.engine).entries(action="dbfw.review")
+    assert [(e.actor, e.outcome) for e in denied] == [("alice", "denied")]

@@ -30,7 +30,11 @@ def dbproxy(
     ctx: typer.Context,
     listen: Annotated[str | None, typer.Option(help="HOST:PORT to accept clients on.")] = None,
     upstream: Annotated[
-        str | None, typer.Option(help="HOST:PORT of the PostgreSQL server.")
+        str | None,
+        typer.Option(
+            help="HOST:PORT of the PostgreSQL server, or its Unix-socket directory "
+            "(/run/postgresql, port 5432; /dir:PORT for another)."
+        ),
     ] = None,
     mode: Annotated[str, typer.Option(help="learn, alert or enforce.")] = "learn",
     alerts: Annotated[

@@ -1,10 +1,20 @@
 """Classify one SQL text: its pglast fingerprint plus the identity-free injection indicators.
 
-Fast path, in order: an exact-text cache; the fingerprint (libpg_query, a few microseconds);
-the structural facts cached by fingerprint; the per-query checks only where they can fire
-(the constant-value checks when the fingerprint compares constants, the lexical checks when
-the text holds a quote, a dollar quote or a comment). Caches are bounded and simply cleared
-when full.
+Fast path, in order: an exact-text cache; a *shape* cache (below); the fingerprint
+(libpg_query, a few microseconds); the structural facts cached by fingerprint; the per-query
+checks only where they can fire (the constant-value checks when the fingerprint compares
+constants, the lexical checks when the text holds a quote, a dollar quote or a comment).
+Caches are bounded and simply cleared when full.
+
+The shape of a text is the text with every integer literal of up to nine digits written as
+``0``; it skips the parser for the same statement with other numbers, as clients that do not
+bind parameters send it. Two texts of one shape lex to the same tokens but for the values of
+those integers, so they parse to the same tree but for the values of those constants. A
+shape is cached only when that makes its analysis the same whatever the numbers: every
+replaced integer is a plain constant of the tree (``A_Const``, which the fingerprint ignores,
+not ``FETCH 5`` or ``float(24)``), the statement compares no constants (no value checks),
+has no set operation, and the text is ASCII with no quote, comment or dollar quote (no
+lexical checks).
 """
 
 from __future__ import annotations
@@ -43,6 +53,12 @@ _KEYWORDS = frozenset(
     }
 )
 _SETOPS = frozenset({"UNION", "INTERSECT", "EXCEPT"})
+#: An integer literal that always lexes as one (ICONST): not part of a name, a parameter
+#: (``$1``), a decimal, an exponent or a longer number.
+_INTEGER = re.compile(r"(?<![\w$.])\d{1,9}(?![\w.])")
+#: What rules a text out of the shape cache: anything the lexical checks look at, or a
+#: quoted identifier (which may hold digits).
+_NO_SHAPE = re.compile(r"['\"]|--|/\*|\$(?!\d)")
 #: libinjection looks at a literal only when it holds something that could break out of a
 #: quoted context (a quote or a comment opener): plain prose that mentions "select" or
 #: "union" is not an injection, and libinjection flags too much of it.
@@ -109,6 +125,37 @@ def _comment_hits(text: str, tokens: list[Any], index: int) -> list[Hit]:
     return []
 
 
+def _integer_constants(tree: dict[str, Any]) -> set[int]:
+    """Where the integer constants (``A_Const`` with an ``ival``) of a parse tree begin."""
+    found: set[int] = set()
+    stack: list[Any] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            const = node.get("A_Const")
+            if isinstance(const, dict) and "ival" in const:
+                found.add(int(const.get("location", -1)))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def _shape_safe(text: str, analysis: Analysis, tree: dict[str, Any] | None, compares: bool) -> bool:
+    """Whether every text of this one's shape has its analysis (see the module's doc)."""
+    if analysis.parse_error is not None or compares or analysis.has_setop:
+        return False
+    if tree is None:
+        tree = json.loads(pg.parse_sql_json(text))
+    consts = _integer_constants(tree)
+    for m in _INTEGER.finditer(text):
+        at = m.start()
+        # a negative constant begins at its minus sign (the parser folds it in)
+        if at not in consts and not (at - 1 in consts and text[at - 1] == "-"):
+            return False
+    return True
+
+
 class Classifier:
     """Fingerprints and indicator hits, cached; one per proxy (not thread-safe)."""
 
@@ -122,6 +169,8 @@ class Classifier:
     ) -> None:
         self._detect = literal_detector
         self._texts: dict[str, Analysis] = {}
+        #: shape -> its analysis, or None for a shape found unsafe (checked once)
+        self._shapes: dict[str, Analysis | None] = {}
         self._facts: dict[str, StructuralFacts] = {}
         self._text_cap = text_cache
         self._fp_cap = fingerprint_cache
@@ -131,20 +180,34 @@ class Classifier:
         got = self._texts.get(text)
         if got is not None:
             return got
-        result = self._analyse(text)
+        shape = None
+        if text.isascii() and not _NO_SHAPE.search(text):
+            shape, count = _INTEGER.subn("0", text)
+            known = self._shapes.get(shape, False) if count else None
+            if isinstance(known, Analysis):
+                return known
+            if known is None:  # no integers, or a shape already found unsafe
+                shape = None
+        result, tree, compares = self._analyse(text)
         if len(self._texts) >= self._text_cap:
             self._texts.clear()
         self._texts[text] = result
+        if shape is not None:
+            if len(self._shapes) >= self._text_cap:
+                self._shapes.clear()
+            safe = _shape_safe(text, result, tree, compares)
+            self._shapes[shape] = result if safe else None
         return result
 
-    def _analyse(self, text: str) -> Analysis:
+    def _analyse(self, text: str) -> tuple[Analysis, dict[str, Any] | None, bool]:
+        """The analysis, the parse tree when it was needed, and whether the statement
+        compares constants."""
         try:
             fp = pg.fingerprint(text)
         except pg.ParseError as exc:
             digest = xxhash.xxh64_hexdigest(" ".join(text.split()).encode())
-            return Analysis(
-                "unparsed-" + digest, 0, (Hit("unparseable", str(exc)[:120]),), parse_error=str(exc)
-            )
+            hit = Hit("unparseable", str(exc)[:120])
+            return Analysis("unparsed-" + digest, 0, (hit,), parse_error=str(exc)), None, False
         facts = self._facts.get(fp)
         tree: dict[str, Any] | None = None
         if facts is None:
@@ -162,7 +225,7 @@ class Classifier:
         if _LEXICAL.search(text) or facts.has_setop:
             lex_hits, prefix = self._lexical(text, facts.has_setop)
             hits.extend(lex_hits)
-        return Analysis(
+        analysis = Analysis(
             fp,
             facts.statements,
             tuple(dict.fromkeys(hits)),
@@ -172,6 +235,7 @@ class Classifier:
             None,
             facts.housekeeping,
         )
+        return analysis, tree, facts.compares_constants
 
     def _literal_injection(self, value: str) -> bool:
         if self._detect is None or not 2 < len(value) <= self._max_literal:

@@ -35,6 +35,8 @@ __all__ = [
     "parse_startup",
     "ready_for_query",
     "sasl_mechanisms_message",
+    "walk_backend",
+    "walk_frontend",
 ]
 
 SSL_REQUEST = 80877103
@@ -70,7 +72,7 @@ class Framer:
     (continuation pieces have type ``-1``).
     """
 
-    __slots__ = ("_buf", "_known", "_need", "_skip", "inspect", "intact", "limit", "side")
+    __slots__ = ("_buf", "_known", "_need", "inspect", "intact", "limit", "side", "skip")
 
     def __init__(self, known: frozenset[int], inspect: bytes, limit: int, side: str) -> None:
         self._known = _table(known)
@@ -79,7 +81,8 @@ class Framer:
         self.side = side
         self._buf = bytearray()
         self._need = 0
-        self._skip = 0
+        #: Bytes still to come of a passed-through message that the last chunk began.
+        self.skip = 0
         #: Whether the pieces of the last ``feed`` were exactly its input, in order.
         self.intact = True
 
@@ -89,6 +92,12 @@ class Framer:
     @property
     def buffered(self) -> int:
         return len(self._buf)
+
+    @property
+    def idle(self) -> bool:
+        """Whether no part of a message is held back (the next chunk starts afresh, after
+        :attr:`skip` bytes): then a caller may walk a chunk itself and set :attr:`skip`."""
+        return not self._buf
 
     def feed(self, data: bytes) -> list[tuple[int, bytes | None, bytes]]:
         out: list[tuple[int, bytes | None, bytes]] = []
@@ -102,10 +111,10 @@ class Framer:
             self._need = 0
         pos = 0
         n = len(data)
-        if self._skip:
-            k = min(self._skip, n)
+        if self.skip:
+            k = min(self.skip, n)
             out.append((-1, None, data[:k]))
-            self._skip -= k
+            self.skip -= k
             pos = k
         known, inspect, limit = self._known, self.inspect, self.limit
         while pos < n:
@@ -131,7 +140,7 @@ class Framer:
                 out.append((t, data[pos + 5 : end], data[pos:end]))
             elif end > n:
                 out.append((t, None, data[pos:]))
-                self._skip = end - n
+                self.skip = end - n
             else:
                 out.append((t, None, data[pos:end]))
             pos = end
@@ -141,6 +150,80 @@ class Framer:
         self.intact = False
         self._buf += data[pos:]
         self._need = need
+
+
+def _kinds(table: dict[bytes, int]) -> bytes:
+    kinds = bytearray(256)
+    for types, kind in table.items():
+        for t in types:
+            kinds[t] = kind
+    return bytes(kinds)
+
+
+# The fast walks below take a chunk that holds only messages the proxy passes through, and
+# give up (``None``) on anything else, changing nothing: the caller then hands the chunk to
+# its :class:`Framer`, which buffers, inspects, or raises :class:`ProtocolError`.
+
+#: Client message kinds: 0 not walked (Query, Parse, unknown), 1 other, 2 Sync/FunctionCall,
+#: 3 copy (CopyData, CopyDone and CopyFail leave the sync state alone).
+_FRONTEND_KIND = _kinds({b"BDEHCXp": 1, b"SF": 2, b"dcf": 3})
+#: Server message kinds: 0 not walked (ReadyForQuery, ErrorResponse, unknown), 1 other.
+_BACKEND_KIND = _kinds({bytes(BACKEND_TYPES - frozenset(b"ZE")): 1})
+_ERROR_KIND = _kinds({bytes(BACKEND_TYPES - frozenset(b"Z")): 1})
+
+
+def walk_frontend(data: bytes, pos: int) -> tuple[int, int, int] | None:
+    """Walk client messages from ``pos`` to the end of ``data``.
+
+    Returns ``(syncs, unsynced, skip)``: the number of Sync and FunctionCall messages; 1 when
+    the last message (not counting copy data) began an unsynced extended-query batch, 0 when
+    it was a Sync, -1 when there was none; and the bytes still to come of the last message.
+    ``None`` when the chunk holds a Query or a Parse, or anything broken or incomplete.
+    """
+    kinds, n = _FRONTEND_KIND, len(data)
+    syncs, unsynced = 0, -1
+    unpack = _LEN.unpack_from
+    while pos < n:
+        if n - pos < 5:
+            return None
+        kind = kinds[data[pos]]
+        length = unpack(data, pos + 1)[0]
+        if kind == 0 or length < 4 or length > MAX_ANY_MESSAGE:
+            return None
+        if kind == 2:
+            syncs += 1
+            unsynced = 0
+        elif kind == 1:
+            unsynced = 1
+        pos += 1 + length
+    return syncs, unsynced, pos - n
+
+
+def walk_backend(data: bytes, pos: int, *, errors: bool) -> tuple[int, int, int] | None:
+    """Walk server messages from ``pos`` to the end of ``data``.
+
+    Returns ``(ready, status, skip)``: the number of ReadyForQuery messages, the status byte
+    of the last (-1 when none), and the bytes still to come of the last message. ``None``
+    when a ReadyForQuery is cut off or malformed, when anything is broken or incomplete, and,
+    unless ``errors`` (pass ErrorResponses through), at an ErrorResponse.
+    """
+    kinds, n = _ERROR_KIND if errors else _BACKEND_KIND, len(data)
+    ready, status = 0, -1
+    unpack = _LEN.unpack_from
+    while pos < n:
+        if n - pos < 5:
+            return None
+        t = data[pos]
+        length = unpack(data, pos + 1)[0]
+        if t == 90:  # ReadyForQuery: its status byte must be in this chunk
+            if length != 5 or pos + 6 > n:
+                return None
+            ready += 1
+            status = data[pos + 5]
+        elif kinds[t] == 0 or length < 4 or length > MAX_ANY_MESSAGE:
+            return None
+        pos += 1 + length
+    return ready, status, pos - n
 
 
 def cstring(data: bytes, pos: int) -> tuple[str, int]:

@@ -19,6 +19,13 @@ __all__ = ["DbProxy", "ProxyConfig", "ProxyStats", "parse_hostport"]
 
 
 def parse_hostport(value: str, option: str) -> tuple[str, int]:
+    """``HOST:PORT``, or a Unix socket directory as libpq's ``host=/dir``: ``/dir`` (port 5432)
+    or ``/dir:PORT`` (the socket is ``/dir/.s.PGSQL.PORT``)."""
+    if value.startswith("/"):
+        path, sep, port = value.rpartition(":")
+        if sep and port.isdigit() and 0 < int(port) <= 65535:
+            return path, int(port)
+        return value, 5432
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise UsageError(f"{option} {value!r}: use HOST:PORT")

@@ -4,6 +4,11 @@ The startup phase is a coroutine that reads whole messages. After the server's f
 ``ReadyForQuery`` the session switches to callbacks: each chunk from either side is cut by a
 :class:`~cellwall.dbfw.protocol.Framer`, only ``Query``/``Parse`` (client) and
 ``ReadyForQuery``/``ErrorResponse`` (server) are decoded, and the chunk is written on at once.
+Most chunks take a faster path to the same result: when a chunk holds only whole messages that
+need no decoding (Bind/Describe/Execute/Sync from a client; rows, completions and a whole
+``ReadyForQuery`` from the server, and errors while no block is pending), it is walked header
+to header (:func:`~cellwall.dbfw.protocol.walk_frontend`, ``walk_backend``) and written on as
+it came, in one write; anything else, a ``Query`` or ``Parse`` above all, takes the Framer.
 Flow control pauses the reading side while the other side's write buffer is full, so the
 memory of a connection stays bounded.
 
@@ -325,6 +330,22 @@ class Session:
 
     def _from_client(self, data: bytes) -> None:
         assert self.server is not None
+        cf = self.cf
+        if cf.idle:  # the fast path: a chunk of Bind/Execute/Sync... goes on as it came
+            n = len(data)
+            if cf.skip >= n:
+                cf.skip -= n
+                self.server.write(data)
+                return
+            walked = p.walk_frontend(data, cf.skip)
+            if walked is not None:
+                syncs, unsynced, cf.skip = walked
+                if syncs:
+                    self.inflight += syncs
+                if unsynced >= 0:
+                    self.unsynced = unsynced == 1
+                self.server.write(data)
+                return
         try:
             pieces = self.cf.feed(data)
             out: list[bytes] = []
@@ -388,6 +409,21 @@ class Session:
         return p.query_message(sql) if statement is None else p.parse_message(statement, sql)
 
     def _from_server(self, data: bytes) -> None:
+        sf = self.sf
+        if sf.idle:  # the fast path: find the status of the last ReadyForQuery, if any
+            n = len(data)
+            if sf.skip >= n:
+                sf.skip -= n
+                self.client.write(data)
+                return
+            walked = p.walk_backend(data, sf.skip, errors=not self.markers)
+            if walked is not None:
+                ready, status, sf.skip = walked
+                if ready:
+                    self.status = status
+                    self.inflight = max(0, self.inflight - ready)
+                self.client.write(data)
+                return
         try:
             pieces = self.sf.feed(data)
             changed = False

@@ -26,6 +26,7 @@ from cellwall.dbfw.proxy import DbProxy, ProxyConfig
 from cellwall.dbfw.store import FingerprintStore, Profiles
 from cellwall.errors import UsageError
 from cellwall.inventory import InventoryStore
+from cellwall.services.authz import authorize
 from cellwall.state.audit import AuditLog, current_actor
 from cellwall.workspace import Workspace
 
@@ -129,9 +130,10 @@ def review_fingerprints(
     """Approve or reject learned fingerprints by id; each change goes to the audit log."""
     if not ids:
         raise UsageError("name at least one fingerprint id")
+    who = authorize(ws, actor, "dbfw.review", ", ".join(map(str, ids))).name
     with ws.writer_lock(timeout=30):
         store = FingerprintStore(ws.engine)
-        return [f.to_dict() for f in store.review(ids, decision, current_actor(actor), note)]
+        return [f.to_dict() for f in store.review(ids, decision, who, note)]
 
 
 def demo_dbfw(out_dir: Path) -> dict[str, Any]:
