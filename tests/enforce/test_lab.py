@@ -40,7 +40,7 @@ def test_the_plan_gives_each_class_two_hosts_and_ipv6_lab_addresses() -> None:
     assert plan.classes == 4 and len(plan.hosts) == 6
     by_name = {h.name: h for h in plan.hosts}
     assert by_name["api-1"].v6 == "fd20::111"  # its own address is kept
-    assert by_name["db-1"].v6.startswith("fd00:ce11:1ab::")
+    assert (by_name["db-1"].v6 or "").startswith("fd00:ce11:1ab::")
     assert ("web-1", "web-2") in {(a.name, b.name) for a, b in plan.pairs}
     rewritten = {w.name: w for w in plan.workloads}
     assert by_name["db-1"].v6 in rewritten["db-1"].ips()
@@ -49,17 +49,40 @@ def test_the_plan_gives_each_class_two_hosts_and_ipv6_lab_addresses() -> None:
 def test_a_small_estate_agrees_everywhere_in_a_real_kernel() -> None:
     result = run_lab(policy(), WORKLOADS)
     assert result.disagreements == [], str(result)
-    assert result.probes > 400 and result.agreed == result.probes
+    assert result.probes > 1000 and result.agreed == result.probes
     assert result.through > 20  # allowed paths were exercised, not only drops
+    assert set(result.ends) == {
+        "admin:10.99.0.0/24",
+        "controller:10.99.0.10/32",
+        "unmanaged-private",
+        "unmanaged-public",
+    }
+    assert _leftovers() == []
+
+
+def test_the_management_tier_is_proven_from_the_admin_network_and_to_the_controller() -> None:
+    def plant(files: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for kind in ("mgmt_admin", "mgmt_control"):
+            text = files["db-1"]["nft"]
+            files["db-1"]["nft"] = text.replace(f"name {kind} accept", f"name {kind} drop")
+        return files
+
+    result = run_lab(policy(), WORKLOADS, plant=plant)
+    wrong = {(o.client, o.server, o.service, o.rule_id) for o in result.disagreements}
+    assert wrong == {
+        ("admin:10.99.0.0/24", "db-1", "tcp/22", "management:admin"),
+        ("controller:10.99.0.10/32", "db-1", "tcp/22", "management:admin"),  # inside it
+        ("db-1", "controller:10.99.0.10/32", "tcp/7443", "management:control"),
+    }, str(result)
     assert _leftovers() == []
 
 
 def test_a_planted_wrong_ruleset_is_caught_and_the_command_exits_1(tmp_path: Path) -> None:
-    def plant(rulesets: dict[str, str]) -> dict[str, str]:
-        rulesets["db-1"] = rulesets["db-1"].replace(
+    def plant(files: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        files["db-1"]["nft"] = files["db-1"]["nft"].replace(
             "counter name r_api-to-db accept", "counter name r_api-to-db drop"
         )
-        return rulesets
+        return files
 
     result = run_lab(policy(), WORKLOADS, plant=plant)
     assert result.exit_code == 1
@@ -114,4 +137,9 @@ def test_a_sample_of_the_demo_estate_agrees(tmp_path: Path) -> None:
     result = run_lab(ps, workloads, sample=8, at=_demo_instant(workloads))
     assert result.disagreements == [], str(result)
     assert result.classes == 8 and result.through > 100
-    assert result.seconds < 90
+    # every IP list of the demo policy, the management tier and the unmanaged space
+    ends = set(result.ends)
+    assert {"admin:10.255.1.0/24", "controller:10.255.0.10/32", "unmanaged-private"} <= ends
+    for name in ("corp-vpn", "legacy-nas", "payment-gateway", "upstream-dns", "internet"):
+        assert any(name in e for e in ends), (name, ends)
+    assert result.seconds < 60

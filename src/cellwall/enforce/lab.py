@@ -4,46 +4,60 @@
    when the class has them, so that traffic inside a class is probed between two hosts).
    ``sample`` keeps that many classes. Each representative keeps its IPv4 address; one
    without an IPv6 address gets a lab address (``fd00:ce11:1ab::N``), added to a rewritten
-   inventory that both the compiler and the analyzer see.
-2. **Build** (:class:`Topology`): a namespace per representative, each with a veth into a
-   bridge inside a lab namespace of its own. Nothing links the lab to the host's
-   interfaces, so probe traffic cannot leave it.
-3. **Apply** each host's compiled nftables (``cellwall compile --target nftables``).
-4. **Listen** on every TCP and UDP probe port (both ends of each port range the policy
-   names, and one port just outside it) and **probe** every (client class, server class,
-   service) triple with real connections over TCP, UDP and ICMP echo, IPv4 and IPv6.
+   inventory that both the compiler and the analyzer see. Then the *address ends*
+   (:func:`cellwall.enforce.lab_ends.external_ends`): one unmanaged address per IP-list and
+   CIDR term, one private and one public address in no list, one in each admin network and
+   each controller; each is probed from and to one host of every class.
+2. **Build** (:class:`Topology`): a namespace per representative and per address end, each
+   with a veth into a bridge inside a lab namespace of its own. Nothing links the lab to the
+   host's interfaces, so probe traffic cannot leave it.
+3. **Apply** each host's compiled files (``nftables``, or ``iptables`` with ``ipset``:
+   :mod:`cellwall.enforce.lab_targets`). Address ends run no ruleset: they are unmanaged.
+4. **Listen** on every TCP, UDP and SCTP probe port (both ends of each port range the policy
+   names, and one port just outside it) and **probe** every (client, server, service)
+   triple with real connections over TCP, UDP, SCTP and ICMP echo, IPv4 and IPv6.
 5. **Compare** what got through with :func:`cellwall.policy.judge.judge`'s ``blocked``.
 
 A probe whose deciding rule the compiler reported unsupported is listed apart, never
-counted as agreement. A probe predicted allowed that did not get through is tried again
+counted as agreement; so is a probe the kernel cannot make (SCTP without the ``sctp``
+module: *not probed*). A probe predicted allowed that did not get through is tried again
 with a longer timeout before it counts as a disagreement.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
 from cellwall.enforce import netns
-from cellwall.enforce.nft import Nft
-from cellwall.enforce.probe import Listeners, Probe, allow_ping, probe_all
-from cellwall.model.inventory import AddressLease, Workload
-from cellwall.model.policy import PolicySet, Service
+from cellwall.enforce.lab_plan import WORDS, LabHost, LabPlan, plan_lab, probe_points
+from cellwall.enforce.lab_targets import Compiled, compile_hosts, lab_target
+from cellwall.enforce.probe import (
+    Listeners,
+    Probe,
+    allow_ping,
+    probe_all,
+    raise_fd_limit,
+    sctp_supported,
+)
+from cellwall.model.inventory import Workload
+from cellwall.model.policy import PolicySet
 
 __all__ = [
     "PREFIX",
+    "Compiled",
     "LabHost",
     "LabPlan",
     "LabResult",
     "Outcome",
     "Topology",
+    "clean",
     "compile_hosts",
     "plan_lab",
     "probe_points",
@@ -52,38 +66,13 @@ __all__ = [
 ]
 
 PREFIX = "cwlab"
-LAB_V6 = "fd00:ce11:1ab::"
-#: The port probed for a rule that allows a whole protocol, and as a port no rule names.
-SPARE_PORT = 61999
-_WORDS = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
+SCTP = 132
+NOT_PROBED_SCTP = (
+    "SCTP: this kernel cannot make SCTP sockets (no sctp module; `modprobe sctp`), so SCTP "
+    "probes are not probed"
+)
 
-
-@dataclass(frozen=True, slots=True)
-class LabHost:
-    name: str
-    cls: int
-    v4: str | None
-    v6: str
-
-
-@dataclass
-class LabPlan:
-    """The representatives, the rewritten inventory, the probe points and the pairs."""
-
-    policy: PolicySet
-    workloads: list[Workload]
-    hosts: list[LabHost]
-    points: list[tuple[int, int | None]]
-    pairs: list[tuple[LabHost, LabHost]]
-    classes: int
-    at: datetime
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Compiled:
-    rulesets: Mapping[str, str]
-    unsupported: Mapping[str, str]
+Triple = tuple[LabHost, LabHost, Probe]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +85,10 @@ class Outcome:
     rule_id: str | None
     expected_blocked: bool
     observed_blocked: bool
+    probed: bool = True
 
     def to_dict(self) -> dict[str, Any]:
+        seen = "blocked" if self.observed_blocked else "allowed"
         return {
             "client": self.client,
             "server": self.server,
@@ -106,7 +97,7 @@ class Outcome:
             "verdict": self.verdict,
             "rule_id": self.rule_id,
             "expected": "blocked" if self.expected_blocked else "allowed",
-            "observed": "blocked" if self.observed_blocked else "allowed",
+            "observed": seen if self.probed else "not probed",
         }
 
     def __str__(self) -> str:
@@ -130,6 +121,9 @@ class LabResult:
     unsupported_rules: dict[str, str]
     notes: list[str]
     seconds: float
+    target: str = "nftables"
+    ends: list[str] = field(default_factory=list)
+    not_probed: list[Outcome] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -137,192 +131,46 @@ class LabResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "target": self.target,
             "hosts": self.hosts,
             "classes": self.classes,
+            "ends": self.ends,
             "probes": self.probes,
             "agreed": self.agreed,
             "through": self.through,
             "disagreements": [o.to_dict() for o in self.disagreements],
             "unsupported": [o.to_dict() for o in self.unsupported],
             "unsupported_rules": self.unsupported_rules,
+            "not_probed": [o.to_dict() for o in self.not_probed],
             "notes": self.notes,
             "seconds": round(self.seconds, 2),
         }
 
     def __str__(self) -> str:
         lines = [
-            f"lab: {self.hosts} hosts for {self.classes} classes, {self.probes} probes, "
+            f"lab ({self.target}): {self.hosts} hosts for {self.classes} classes and "
+            f"{len(self.ends)} address ends, {self.probes} probes, "
             f"{self.agreed} agreed ({self.through} got through), "
             f"{len(self.disagreements)} disagreements, "
-            f"{len(self.unsupported)} under unsupported rules ({self.seconds:.1f} s)"
+            f"{len(self.unsupported)} under unsupported rules, "
+            f"{len(self.not_probed)} not probed ({self.seconds:.1f} s)"
         ]
         lines += [f"DISAGREE {o}" for o in self.disagreements]
         for rule, why in sorted(self.unsupported_rules.items()):
             lines.append(f"unsupported rule {rule}: {why}")
         lines += [f"  under an unsupported rule: {o}" for o in self.unsupported[:50]]
+        lines += [f"  not probed: {o}" for o in self.not_probed[:50]]
+        if self.ends:
+            lines.append("address ends: " + ", ".join(self.ends))
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
-
-
-# -- planning ------------------------------------------------------------------------------
-
-
-def _addr(w: Workload, at: datetime, version: int) -> str | None:
-    for a in w.addresses:
-        if a.covers(at) and (":" in a.ip) == (version == 6):
-            return a.ip
-    return None
-
-
-def _representatives(
-    policy: PolicySet, workloads: Sequence[Workload], at: datetime
-) -> dict[int, list[Workload]]:
-    """Up to two workloads (with an address at ``at``) per label class."""
-    from cellwall.policy.ir import PolicyIR
-
-    wc = PolicyIR(policy, workloads).classes.workload_class
-    by_class: dict[int, list[Workload]] = {}
-    for w in sorted(workloads, key=lambda w: w.name):
-        if _addr(w, at, 4) or _addr(w, at, 6):
-            members = by_class.setdefault(wc[w.name], [])
-            if len(members) < 2:
-                members.append(w)
-    return by_class
-
-
-def _busy_pairs(
-    policy: PolicySet,
-    workloads: Sequence[Workload],
-    reps: Mapping[int, Workload],
-    points: Sequence[tuple[int, int | None]],
-    at: datetime,
-) -> list[tuple[int, int]]:
-    """Class pairs that some rule decides on a probe point (allowed or denied), judged on
-    one IPv4 address per class."""
-    from cellwall.policy.judge import judge
-
-    ips = {c: _addr(w, at, 4) for c, w in reps.items()}
-    classes = [c for c, ip in ips.items() if ip]
-    rows = [(a, b, p, n) for a in classes for b in classes if a != b for p, n in points[:-2]]
-    if not rows:
-        return []
-    convs = pa.table(
-        {
-            "client_ip": [ips[a] for a, *_ in rows],
-            "server_ip": [ips[b] for _, b, *_ in rows],
-            "proto": pa.array([p for *_, p, _ in rows], pa.uint8()),
-            "server_port": pa.array([n for *_, n in rows], pa.int32()),
-            "client_port": pa.array([-1] * len(rows), pa.int32()),
-            "start": pa.array([at] * len(rows), pa.timestamp("us", tz="UTC")),
-        }
-    )
-    decided = judge(convs, policy, workloads)["rule_id"].to_pylist()
-    return sorted({(a, b) for (a, b, *_), rule in zip(rows, decided, strict=True) if rule})
-
-
-def _sample(
-    by_class: dict[int, list[Workload]], busy: Sequence[tuple[int, int]], sample: int
-) -> dict[int, list[Workload]]:
-    """``sample`` classes: the ends of randomly chosen busy pairs first (so allowed and
-    denied paths are exercised), then other classes at random."""
-    rng = random.Random(0)
-    keep: list[int] = []
-    for a, b in rng.sample(list(busy), len(busy)):
-        for c in (a, b):
-            if c not in keep and len(keep) < sample:
-                keep.append(c)
-    rest = [c for c in sorted(by_class) if c not in keep]
-    keep += rng.sample(rest, max(0, sample - len(keep)))
-    return {c: by_class[c] for c in sorted(keep)}
-
-
-def probe_points(policy: PolicySet) -> tuple[list[tuple[int, int | None]], list[str]]:
-    """(protocol, port) points to probe: both ends of every TCP/UDP range and one port past
-    it, a spare port, and ICMP/ICMPv6 echo; with notes on what cannot be probed."""
-    m = policy.settings.management
-    services: list[Service] = [s for _, r in policy.rules() for s in r.services]
-    services += [*m.services, *m.control_services]
-    ports: dict[int, set[int]] = {6: {SPARE_PORT}, 17: {SPARE_PORT}}
-    notes = set()
-    for s in services:
-        for proto in [s.proto] if s.proto is not None else [6, 17]:
-            if proto not in ports:
-                if proto not in (1, 58):
-                    notes.add(f"protocol {_WORDS.get(proto, proto)} is not probed")
-                continue
-            if s.lo is None or s.hi is None:
-                continue
-            past = s.hi + 1 if s.hi < 65535 else s.lo - 1
-            ports[proto].update(p for p in (s.lo, s.hi, past) if p > 0)
-    points: list[tuple[int, int | None]] = [(p, n) for p in (6, 17) for n in sorted(ports[p])]
-    return [*points, (1, None), (58, None)], sorted(notes)
-
-
-def plan_lab(
-    policy: PolicySet,
-    workloads: Sequence[Workload],
-    *,
-    sample: int | None = None,
-    at: datetime | None = None,
-) -> LabPlan:
-    when = at or datetime.now(UTC)
-    by_class = _representatives(policy, workloads, when)
-    total = len(by_class)
-    points, notes = probe_points(policy)
-    if sample is not None and sample < total:
-        firsts = {c: ws[0] for c, ws in by_class.items()}
-        busy = _busy_pairs(policy, workloads, firsts, points, when)
-        by_class = _sample(by_class, busy, sample)
-        notes.append(f"sampled {sample} of {total} classes")
-    hosts: dict[int, list[LabHost]] = {}
-    rewritten = {w.name: w for w in workloads}
-    n = 0
-    for cls, members in sorted(by_class.items()):
-        for w in members:
-            n += 1
-            v6 = _addr(w, when, 6)
-            if v6 is None:
-                v6 = f"{LAB_V6}{n:x}"
-                rewritten[w.name] = replace(w, addresses=(*w.addresses, AddressLease(v6)))
-            hosts.setdefault(cls, []).append(LabHost(w.name, cls, _addr(w, when, 4), v6))
-    pairs = []
-    for ca, client in sorted(hosts.items()):
-        for cb, server in sorted(hosts.items()):
-            if ca != cb:
-                pairs.append((client[0], server[0]))
-            elif len(server) > 1:
-                pairs.append((client[0], server[1]))
-    flat = [h for hs in hosts.values() for h in hs]
-    return LabPlan(policy, list(rewritten.values()), flat, points, pairs, total, when, notes)
-
-
-# -- compiling -----------------------------------------------------------------------------
-
-
-def compile_hosts(
-    policy: PolicySet, workloads: Sequence[Workload], hosts: Sequence[str], at: datetime
-) -> Compiled:
-    """Each host's nftables ruleset, and the rules the compiler reported unsupported."""
-    from cellwall.services.compile import make_estate
-    from cellwall.targets.nftables import NftablesTarget
-
-    estate = make_estate(policy, workloads, at)
-    target = NftablesTarget()
-    rulesets: dict[str, str] = {}
-    unsupported: dict[str, str] = {}
-    for h in hosts:
-        art = target.compile(estate, h)
-        rulesets.update({a.host: a.text for a in art.files if a.host is not None})
-        for u in art.unsupported:
-            unsupported.setdefault(u.rule_id, u.reason)
-    return Compiled(rulesets, unsupported)
 
 
 # -- the namespaces ------------------------------------------------------------------------
 
 
 class Topology:
-    """The lab's namespaces: ``PREFIX-lan`` with the bridge, ``PREFIX-N`` per host."""
+    """The lab's namespaces: ``PREFIX-lan`` with the bridge, ``PREFIX-N`` per host or end."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -342,17 +190,20 @@ class Topology:
             ]
         netns.run(["ip", "-n", self.lan, "-batch", "-"], stdin="\n".join(lan) + "\n")
         for h in hosts:
-            cmds = ["link set eth0 up", f"addr add {h.v6}/128 dev eth0 nodad"]
-            cmds.append("route add ::/0 dev eth0")
+            cmds = ["link set eth0 up"]
+            if h.v6:
+                cmds += [f"addr add {h.v6}/128 dev eth0 nodad", "route add ::/0 dev eth0"]
             if h.v4:
                 cmds += [f"addr add {h.v4}/32 dev eth0", "route add 0.0.0.0/0 dev eth0"]
             netns.run(["ip", "-n", self.ns[h.name], "-batch", "-"], stdin="\n".join(cmds) + "\n")
             allow_ping(self.ns[h.name])
 
-    def apply(self, rulesets: Mapping[str, str]) -> None:
+    def apply(self, compiled: Compiled) -> None:
+        """Load each host's compiled files in its namespace (address ends get none)."""
+        target = lab_target(compiled.target)
         for host, ns in self.ns.items():
-            if host in rulesets:
-                Nft(ns).replace_table(rulesets[host])
+            if host in compiled.files:
+                target.load(ns, compiled.files[host])
 
     def close(self) -> None:
         netns.clean(f"{self.prefix}-")
@@ -361,29 +212,26 @@ class Topology:
 # -- probing and judging -------------------------------------------------------------------
 
 
-def _probes(plan: LabPlan, ns: Mapping[str, str]) -> list[tuple[LabHost, LabHost, Probe]]:
+def _probes(plan: LabPlan, ns: Mapping[str, str]) -> list[Triple]:
     out = []
     for client, server in plan.pairs:
         for proto, port in plan.points:
             for fam in (4, 6):
                 if (proto == 1 and fam == 6) or (proto == 58 and fam == 4):
                     continue
-                dst = server.v4 if fam == 4 else server.v6
-                if dst is None or (fam == 4 and client.v4 is None):
+                dst = server.address(fam)
+                if dst is None or client.address(fam) is None:
                     continue
                 out.append((client, server, Probe(ns[client.name], dst, fam, proto, port)))
     return out
 
 
-def _predict(plan: LabPlan, probes: Sequence[tuple[LabHost, LabHost, Probe]]) -> pa.Table:
+def _predict(plan: LabPlan, probes: Sequence[Triple]) -> pa.Table:
     from cellwall.policy.judge import judge
-
-    def src(c: LabHost, p: Probe) -> str:
-        return (c.v4 if p.family == 4 else c.v6) or ""
 
     convs = pa.table(
         {
-            "client_ip": [src(c, p) for c, _, p in probes],
+            "client_ip": [c.address(p.family) or "" for c, _, p in probes],
             "server_ip": [p.dst for _, _, p in probes],
             "proto": pa.array([p.proto for _, _, p in probes], pa.uint8()),
             "server_port": pa.array(
@@ -400,14 +248,38 @@ def _predict(plan: LabPlan, probes: Sequence[tuple[LabHost, LabHost, Probe]]) ->
 
 
 def _service(p: Probe) -> str:
-    return _WORDS[p.proto] + ("" if p.port is None else f"/{p.port}")
+    return WORDS[p.proto] + ("" if p.port is None else f"/{p.port}")
 
 
-def _listen(plan: LabPlan, ns: Mapping[str, str], listeners: Listeners) -> None:
-    for h in plan.hosts:
-        for proto in (6, 17):
+def _listen(
+    plan: LabPlan, ns: Mapping[str, str], listeners: Listeners, protos: Sequence[int]
+) -> None:
+    for h in [*plan.hosts, *plan.ends]:
+        for proto in protos:
             ports = [n for p, n in plan.points if p == proto and n is not None]
-            listeners.listen(ns[h.name], proto, ports)
+            if ports:
+                listeners.listen(ns[h.name], proto, ports)
+
+
+def _run_probes(
+    plan: LabPlan,
+    topo: Topology,
+    probes: Sequence[Triple],
+    blocked: Sequence[bool],
+    timeout: float,
+    parallel: int,
+) -> list[bool]:
+    """Whether each probe got through; one predicted allowed that did not is tried again
+    with a longer timeout."""
+    raise_fd_limit()  # a listener per (namespace, protocol, port)
+    with Listeners() as listeners:
+        _listen(plan, topo.ns, listeners, sorted({p for p, n in plan.points if n is not None}))
+        seen = probe_all([p for *_, p in probes], timeout=timeout, parallel=parallel)
+        doubt = [i for i, ok in enumerate(seen) if not ok and not blocked[i]]
+        again = probe_all([probes[i][2] for i in doubt], timeout=max(1.0, timeout * 4))
+        for i, ok in zip(doubt, again, strict=True):
+            seen[i] = ok
+    return seen
 
 
 def verify_lab(
@@ -420,28 +292,56 @@ def verify_lab(
 ) -> LabResult:
     """Build the lab, apply ``compiled``, probe, compare; the namespaces are always removed."""
     started = time.perf_counter()
+    lab_target(compiled.target).check()
+    notes = list(plan.notes)
+    unprobed: set[int] = set()
+    if any(p == SCTP for p, _ in plan.points) and not sctp_supported():
+        plan = replace(plan, points=[x for x in plan.points if x[0] != SCTP])
+        unprobed.add(SCTP)
+        notes.append(NOT_PROBED_SCTP)
     topo = Topology(prefix or f"{PREFIX}{os.getpid() % 100000}")
     try:
-        topo.build(plan.hosts)
-        topo.apply(compiled.rulesets)
+        topo.build([*plan.hosts, *plan.ends])
+        topo.apply(compiled)
         probes = _probes(plan, topo.ns)
         verdicts = _predict(plan, probes).to_pylist()
-        with Listeners() as listeners:
-            _listen(plan, topo.ns, listeners)
-            seen = probe_all([p for *_, p in probes], timeout=timeout, parallel=parallel)
-            doubt = [i for i, ok in enumerate(seen) if not ok and not verdicts[i]["blocked"]]
-            again = probe_all([probes[i][2] for i in doubt], timeout=max(1.0, timeout * 4))
-            for i, ok in zip(doubt, again, strict=True):
-                seen[i] = ok
+        blocked = [bool(v["blocked"]) for v in verdicts]
+        seen = _run_probes(plan, topo, probes, blocked, timeout, parallel)
     finally:
         topo.close()
-    return _compare(plan, compiled, probes, verdicts, seen, time.perf_counter() - started)
+    result = _compare(plan, compiled, probes, verdicts, seen, time.perf_counter() - started)
+    result.notes = notes
+    if unprobed:
+        result.not_probed = _not_probed(plan, unprobed)
+    return result
+
+
+def _not_probed(plan: LabPlan, protos: set[int]) -> list[Outcome]:
+    """The probes of ``protos`` that the kernel cannot make, with the judge's prediction."""
+    points, _ = probe_points(plan.policy)
+    skipped = replace(plan, points=[x for x in points if x[0] in protos])
+    probes = _probes(skipped, {h.name: "-" for h in [*plan.hosts, *plan.ends]})
+    verdicts = _predict(plan, probes).to_pylist()
+    return [
+        Outcome(
+            c.name,
+            s.name,
+            _service(p),
+            p.family,
+            v["verdict"],
+            v["rule_id"],
+            bool(v["blocked"]),
+            False,
+            probed=False,
+        )
+        for (c, s, p), v in zip(probes, verdicts, strict=True)
+    ]
 
 
 def _compare(
     plan: LabPlan,
     compiled: Compiled,
-    probes: Sequence[tuple[LabHost, LabHost, Probe]],
+    probes: Sequence[Triple],
     verdicts: Sequence[dict[str, Any]],
     seen: Sequence[bool],
     seconds: float,
@@ -475,7 +375,12 @@ def _compare(
         unsupported_rules=dict(compiled.unsupported),
         notes=plan.notes,
         seconds=seconds,
+        target=compiled.target,
+        ends=[e.name for e in plan.ends],
     )
+
+
+Plant = Callable[[dict[str, dict[str, str]]], Mapping[str, Mapping[str, str]]]
 
 
 def run_lab(
@@ -483,16 +388,23 @@ def run_lab(
     workloads: Sequence[Workload],
     *,
     sample: int | None = None,
-    plant: Callable[[dict[str, str]], dict[str, str]] | None = None,
+    plant: Plant | None = None,
     timeout: float = 0.3,
     at: datetime | None = None,
+    target: str = "nftables",
+    ends: bool = True,
 ) -> LabResult:
-    """Plan, compile with the nftables target, and verify. ``plant`` may rewrite the
-    compiled rulesets first (how the tests plant a wrong ruleset for the lab to catch)."""
-    plan = plan_lab(policy, workloads, sample=sample, at=at)
-    compiled = compile_hosts(plan.policy, plan.workloads, [h.name for h in plan.hosts], plan.at)
+    """Plan, compile with ``target`` (``nftables`` or ``iptables``), and verify. ``plant``
+    may rewrite the compiled files first (per host, by kind: how the tests plant a wrong
+    ruleset for the lab to catch). ``ends`` False leaves the address ends out."""
+    lab_target(target)
+    plan = plan_lab(policy, workloads, sample=sample, at=at, ends=ends)
+    compiled = compile_hosts(
+        plan.policy, plan.workloads, [h.name for h in plan.hosts], plan.at, target
+    )
     if plant is not None:
-        compiled = Compiled(plant(dict(compiled.rulesets)), compiled.unsupported)
+        files = {h: dict(f) for h, f in compiled.files.items()}
+        compiled = Compiled(compiled.target, plant(files), compiled.unsupported)
     return verify_lab(plan, compiled, timeout=timeout)
 
 

@@ -4,7 +4,8 @@ Everything runs in one process. A socket belongs to the namespace its thread was
 it was made (:func:`cellwall.enforce.netns.entered`), so listeners for every workload and
 probes from every workload share one ``selectors`` loop without a process per namespace.
 
-- TCP: a probe got through when its connect completes; a reset or silence is blocked.
+- TCP and SCTP: a probe got through when its connect (its handshake) completes; a reset,
+  an abort or silence is blocked.
 - UDP: the listener echoes each datagram; a probe got through when the echo comes back.
 - ICMP/ICMPv6: an echo request on a ping socket; through when the echo reply comes back.
 
@@ -27,14 +28,26 @@ from dataclasses import dataclass
 
 from cellwall.enforce.netns import entered
 
-__all__ = ["Listeners", "Probe", "allow_ping", "probe_all", "raise_fd_limit"]
+__all__ = [
+    "STREAM_PROTOS",
+    "Listeners",
+    "Probe",
+    "allow_ping",
+    "probe_all",
+    "raise_fd_limit",
+    "sctp_supported",
+]
 
 _ICMP_ECHO = {4: 8, 6: 128}
+SCTP = 132
+#: Protocols probed with a connection handshake (TCP, SCTP).
+STREAM_PROTOS = (6, SCTP)
 
 
 @dataclass(frozen=True, slots=True)
 class Probe:
-    """From namespace ``ns`` to ``dst`` (one family) over ``proto`` (6, 17, 1, 58) ``port``."""
+    """From namespace ``ns`` to ``dst`` (one family) over ``proto`` (6, 17, 132, 1, 58)
+    ``port``."""
 
     ns: str
     dst: str
@@ -49,6 +62,21 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def sctp_supported() -> bool:
+    """Whether this kernel makes SCTP sockets (the ``sctp`` module is loaded or loadable)."""
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM, SCTP).close()
+    except OSError:
+        return False
+    return True
+
+
+def _socket(family: int, proto: int) -> socket.socket:
+    if proto in STREAM_PROTOS:
+        return socket.socket(family, socket.SOCK_STREAM, proto)
+    return socket.socket(family, socket.SOCK_DGRAM)
+
+
 def allow_ping(ns: str) -> None:
     """Let ping sockets (unprivileged ICMP echo) be used in namespace ``ns``."""
     with entered(ns), open("/proc/sys/net/ipv4/ping_group_range", "w") as f:
@@ -56,7 +84,7 @@ def allow_ping(ns: str) -> None:
 
 
 class Listeners:
-    """Dual-stack TCP and UDP listeners in many namespaces, served by one thread."""
+    """Dual-stack TCP, UDP and SCTP listeners in many namespaces, served by one thread."""
 
     def __init__(self) -> None:
         self._sel = selectors.DefaultSelector()
@@ -65,14 +93,13 @@ class Listeners:
         self._thread: threading.Thread | None = None
 
     def listen(self, ns: str, proto: int, ports: Iterable[int]) -> None:
-        kind = socket.SOCK_STREAM if proto == 6 else socket.SOCK_DGRAM
         with entered(ns):
             for port in ports:
-                s = socket.socket(socket.AF_INET6, kind)
+                s = _socket(socket.AF_INET6, proto)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
                 s.bind(("::", port))
-                if proto == 6:
+                if proto in STREAM_PROTOS:
                     s.listen(1024)
                 s.setblocking(False)
                 self._sel.register(s, selectors.EVENT_READ, proto)
@@ -84,7 +111,7 @@ class Listeners:
                 sock = key.fileobj
                 assert isinstance(sock, socket.socket)
                 try:
-                    if key.data == 6:
+                    if key.data in STREAM_PROTOS:
                         conn, _ = sock.accept()
                         conn.close()
                     else:
@@ -114,7 +141,7 @@ def _open(p: Probe) -> socket.socket:
         if p.proto in (1, 58):
             s = socket.socket(fam, socket.SOCK_DGRAM, p.proto)
         else:
-            s = socket.socket(fam, socket.SOCK_STREAM if p.proto == 6 else socket.SOCK_DGRAM)
+            s = _socket(fam, p.proto)
     s.setblocking(False)
     return s
 
@@ -136,7 +163,7 @@ def _start(s: socket.socket, p: Probe) -> int:
 
 def _finished(s: socket.socket, p: Probe) -> bool:
     """Whether the probe got through, once its socket is ready."""
-    if p.proto == 6:
+    if p.proto in STREAM_PROTOS:
         return s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
     try:
         s.recv(2048)

@@ -5,13 +5,18 @@ precedence of CONTRACTS.md: ``mgmt`` (order 10: the management tier), ``deny`` (
 ``denied`` traffic, Deny in selective and full mode, Log then Allow in visibility mode),
 ``allow`` (order 30: ``allowed`` traffic) and ``default`` (order 40: what no rule decides,
 Deny in full mode, Log then Allow otherwise). Selectors are Calico label expressions that
-match exactly the class; unmanaged regions are ``nets`` / ``notNets``.
+match exactly the class; unmanaged regions are ``nets`` / ``notNets`` with
+``notSelector: all()`` (a net also holds endpoints, which their class decides). The
+management tier also lets an endpoint inside the admin networks reach every endpoint on the
+admin services, and every endpoint reach an endpoint that is a controller on the control
+services, as the analyzer does.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from cellwall.model.policy import Service
 from cellwall.policy.ir import ALLOWED, DENIED
 from cellwall.targets.base import Artefact, Artefacts, Target, register
 from cellwall.targets.classview import Grant, Peer, ServicePiece, cidr_block, grants
@@ -44,6 +49,9 @@ def _entities(estate: Estate, p: Peer) -> list[dict[str, Any]]:
         ent: dict[str, Any] = {"nets": [cidr]}
         if exc:
             ent["notNets"] = exc
+        # nets also match endpoints, which the policy judges by their class (their own
+        # selector rules): a region is the unmanaged addresses in it only
+        ent["notSelector"] = "all()"
         out.append(ent)
     return out
 
@@ -128,19 +136,32 @@ class _Builder:
         return out
 
     def management(self, d: str) -> list[dict[str, Any]]:
+        """The management tier: admin networks → the endpoint (ingress) and the endpoint →
+        controllers (egress); and, for an endpoint whose own address is in the admin
+        networks (a controller), the same services to (from) every endpoint."""
         s = self.estate.ir.policy_set.settings.management
-        nets, svcs = (
-            (s.admin_networks, s.services) if d == "in" else (s.controllers, s.control_services)
-        )
-        peer_key = "source" if d == "in" else "destination"
+        pairs: list[tuple[dict[str, Any], dict[str, Any], tuple[Service, ...]]]
+        if d == "in":
+            pairs = [({"nets": list(s.admin_networks)}, {}, s.services)]
+            pairs.append(({"selector": "all()"}, {"nets": list(s.controllers)}, s.control_services))
+        else:
+            pairs = [({}, {"nets": list(s.controllers)}, s.control_services)]
+            pairs.append(({"nets": list(s.admin_networks)}, {"selector": "all()"}, s.services))
         out = []
-        pieces = tuple(ServicePiece(x.proto, x.lo, x.hi) for x in svcs)
-        for frag in _service_rules(pieces) if nets else []:
-            rule: dict[str, Any] = {"action": "Allow", peer_key: {"nets": list(nets)}}
-            rule.update({k: v for k, v in frag.items() if k == "protocol"})
-            if "ports" in frag:
-                rule.setdefault("destination", {})["ports"] = frag["ports"]
-            out.append(rule)
+        for src, dst, svcs in pairs:
+            if not svcs or not (src.get("nets", True) and dst.get("nets", True)):
+                continue
+            pieces = tuple(ServicePiece(x.proto, x.lo, x.hi) for x in svcs)
+            for frag in _service_rules(pieces):
+                rule: dict[str, Any] = {"action": "Allow"}
+                if src:
+                    rule["source"] = dict(src)
+                rule.update({k: v for k, v in frag.items() if k == "protocol"})
+                if dst or "ports" in frag:
+                    rule["destination"] = dict(dst)
+                if "ports" in frag:
+                    rule["destination"]["ports"] = frag["ports"]
+                out.append(rule)
         return out
 
 

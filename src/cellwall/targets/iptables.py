@@ -33,6 +33,16 @@ def _cidrs(first: str, last: str) -> Iterator[str]:
         yield str(net)
 
 
+def _settable(cidrs: list[str]) -> list[str]:
+    """The CIDRs as a ``hash:net`` set holds them: it takes prefixes from /1, so a /0 is
+    written as its two /1 halves."""
+    out = []
+    for c in cidrs:
+        net = ipaddress.ip_network(c)
+        out += [str(h) for h in net.subnets()] if net.prefixlen == 0 else [c]
+    return out
+
+
 def _service_args(proto: int, lo: int | None, hi: int | None, family: int) -> list[str]:
     """iptables match arguments for one protocol and port/type range (several for ICMP
     type ranges, which iptables matches one type at a time)."""
@@ -68,7 +78,7 @@ class _Renderer:
         fam = "inet" if family == 4 else "inet6"
         self.sets.append(f"create {name} hash:net family {fam} -exist")
         self.sets.append(f"flush {name}")
-        self.sets += [f"add {name} {c}" for c in cidrs]
+        self.sets += [f"add {name} {c}" for c in _settable(cidrs)]
 
     def target(self, code: int) -> str:
         r = self.estate.ir.rules[code]
