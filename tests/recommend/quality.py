@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from cellwall.demo import DemoConfig, generate
 from cellwall.inventory import InventoryStore
+from cellwall.inventory.loader import load_inventory_files
 from cellwall.policy.judge import judge
 from cellwall.policy.loader import load_policy
 from cellwall.services.ingest import ingest_paths
@@ -84,9 +85,15 @@ def measure(estate: Estate, granularity: str = "role") -> dict[str, Any]:
     seen = judge(during, policy, workloads)["verdict"].to_pylist()
     # The truth's own minimal rule set, judged on the same conversations: an attack that it
     # allows rides the business's own paths and no L4 proposal can refuse it.
-    truth_policy = estate.root / "estate" / "truth" / f"policy-{granularity}.yaml"
-    minimal = load_policy([truth_policy], workloads=workloads).policy_set
-    by_truth = judge(during, minimal, workloads)["verdict"].to_pylist()
+    # It is written on the true labels, so it is judged with the true inventory (the claimed
+    # one has planted mislabels).
+    truth_dir = estate.root / "estate" / "truth"
+    true_inventory = load_inventory_files([truth_dir / "inventory-true.yaml"])
+    true_workloads = list(true_inventory.workloads)
+    minimal = load_policy(
+        [truth_dir / f"policy-{granularity}.yaml"], workloads=true_workloads
+    ).policy_set
+    by_truth = judge(during, minimal, true_workloads)["verdict"].to_pylist()
     tally: Counter[tuple[bool, bool]] = Counter()
     truth_allows = beyond_truth = 0
     cols = ("client_ip", "client_port", "server_ip", "server_port")

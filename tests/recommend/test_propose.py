@@ -224,3 +224,32 @@ def test_selectors_are_valid_policy_selectors() -> None:
         for side in (r.from_, r.to):
             assert side and not (set(side) & {"any"} and len(side) > 1)
     assert Selector.of(role="web") == Selector.of(role=["web"])
+
+
+def test_a_one_off_external_end_does_not_ride_on_the_others_evidence() -> None:
+    """An upload to a fresh address, on one afternoon, from a class whose other external
+    peer on that service is long established: at app granularity both share one rule, and
+    the fresh address must not enter it (how an exfiltration would be learned)."""
+    exfil = edge("pay-web-prod", "cidr:192.0.2.0/24", "tcp/443", conv=24, days=1, span_h=1.5)
+    for granularity in ("app", "role", "workload"):
+        p = run([*base_edges(), exfil], granularity=granularity)
+        external = [r.document()["to"] for r in p.rules if "cidrs" in r.document()["to"]]
+        assert external and all("192.0.2.0/24" not in d["cidrs"] for d in external), external
+        assert any("203.0.113.0/24" in d["cidrs"] for d in external)
+        (why,) = [x for x in p.exclusions if x.server.endswith("192.0.2.0/24")]
+        assert why.reason == "one-off-external" and "1 day(s)" in why.detail
+
+
+def test_one_off_peers_still_make_the_internet_list_and_private_aggregates_pool() -> None:
+    # Each of the 40 customer networks is seen once (base_edges): together they are the
+    # internet list, not 40 one-off ends. Six VPN addresses in one /24, each on one day,
+    # pool into 10.250.0.0/24 as the aggregate they form.
+    vpn = [
+        edge(f"unmanaged:10.250.1.{10 + k}", "mail-web-dev", "tcp/443", days=1, first=30 * k)
+        for k in range(6)
+    ]
+    p = run([*base_edges(), *vpn])
+    docs = [r.document() for r in p.rules]
+    assert any(d["from"] == {"iplist": "internet"} for d in docs)
+    assert any(d["from"] == {"cidrs": ["10.250.1.0/24"]} for d in docs)
+    assert not [x for x in p.exclusions if x.reason == "one-off-external"]

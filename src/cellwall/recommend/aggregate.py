@@ -21,7 +21,17 @@ import pyarrow.compute as pc
 from cellwall.recommend.classes import Classifier, ClassKey, generalise, is_external
 from cellwall.recommend.model import Evidence, RecommendConfig
 
-__all__ = ["ClassEdge", "class_edges", "node_codes"]
+__all__ = [
+    "ClassEdge",
+    "class_edges",
+    "edge_columns",
+    "generalise_ids",
+    "group_codes",
+    "key_id",
+    "key_ids",
+    "node_codes",
+    "reduce_groups",
+]
 
 _DAY_US = 86_400_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -47,13 +57,13 @@ def node_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str
     return codes, [str(x) for x in encoded.dictionary.to_pylist()]
 
 
-def _key_ids(
+def key_ids(
     names: list[str], classifier: Classifier, ids: dict[ClassKey, int], keys: list[ClassKey]
 ) -> np.ndarray:
-    return np.fromiter((_key_id(classifier.of(n), ids, keys) for n in names), np.int64, len(names))
+    return np.fromiter((key_id(classifier.of(n), ids, keys) for n in names), np.int64, len(names))
 
 
-def _group(src: np.ndarray, dst: np.ndarray, svc: np.ndarray) -> tuple[np.ndarray, int]:
+def group_codes(src: np.ndarray, dst: np.ndarray, svc: np.ndarray) -> tuple[np.ndarray, int]:
     n_dst, n_svc = int(dst.max()) + 1, int(svc.max()) + 1
     if (int(src.max()) + 1) * n_dst * n_svc < (1 << 62):
         combined = (src * n_dst + dst) * n_svc + svc
@@ -64,7 +74,7 @@ def _group(src: np.ndarray, dst: np.ndarray, svc: np.ndarray) -> tuple[np.ndarra
     return inverse, int(inverse.max()) + 1
 
 
-def _columns(edges: pa.Table) -> dict[str, np.ndarray]:
+def edge_columns(edges: pa.Table) -> dict[str, np.ndarray]:
     def us(name: str) -> np.ndarray:
         ts = edges[name].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
         return np.asarray(ts.to_numpy(), dtype=np.int64)
@@ -78,7 +88,7 @@ def _columns(edges: pa.Table) -> dict[str, np.ndarray]:
     }
 
 
-def _reduce(inv: np.ndarray, g: int, c: dict[str, np.ndarray]) -> dict[str, Any]:
+def reduce_groups(inv: np.ndarray, g: int, c: dict[str, np.ndarray]) -> dict[str, Any]:
     conv = np.zeros(g, np.int64)
     np.add.at(conv, inv, c["conv"])
     size = np.zeros(g, np.int64)
@@ -136,7 +146,7 @@ def _samples(
     return out
 
 
-def _key_id(key: ClassKey, ids: dict[ClassKey, int], keys: list[ClassKey]) -> int:
+def key_id(key: ClassKey, ids: dict[ClassKey, int], keys: list[ClassKey]) -> int:
     if key not in ids:
         ids[key] = len(keys)
         keys.append(key)
@@ -156,17 +166,17 @@ def _targets(
     out = members.copy()
     internet = (nets[groups] >= config.internet_networks) & is_net
     if internet.any():
-        out[internet] = _key_id(("iplist", "internet"), ids, keys)
+        out[internet] = key_id(("iplist", "internet"), ids, keys)
     rest = np.flatnonzero(~internet)
     if len(rest):
         cuts = np.flatnonzero(np.diff(groups[rest])) + 1
         for part in np.split(rest, cuts):
             found = generalise([keys[int(m)] for m in members[part]], config)
-            out[part] = [_key_id(found[keys[int(m)]], ids, keys) for m in members[part]]
+            out[part] = [key_id(found[keys[int(m)]], ids, keys) for m in members[part]]
     return out
 
 
-def _generalise_ids(
+def generalise_ids(
     src: np.ndarray,
     dst: np.ndarray,
     svc: np.ndarray,
@@ -204,12 +214,12 @@ def class_edges(
     c_codes, c_names = node_codes(edges["client"])
     s_codes, s_names = node_codes(edges["server"])
     svc_codes, svc_names = node_codes(edges["service"])
-    src = _key_ids(c_names, classifier, ids, keys)[c_codes]
-    dst = _key_ids(s_names, classifier, ids, keys)[s_codes]
-    _generalise_ids(src, dst, svc_codes, keys, ids, config)
-    inv, g = _group(src, dst, svc_codes)
-    cols = _columns(edges)
-    red = _reduce(inv, g, cols)
+    src = key_ids(c_names, classifier, ids, keys)[c_codes]
+    dst = key_ids(s_names, classifier, ids, keys)[s_codes]
+    generalise_ids(src, dst, svc_codes, keys, ids, config)
+    inv, g = group_codes(src, dst, svc_codes)
+    cols = edge_columns(edges)
+    red = reduce_groups(inv, g, cols)
     first_row = np.full(g, -1, np.int64)
     first_row[inv[::-1]] = np.arange(len(inv))[::-1]
     ties = [_rank(c_codes, c_names), _rank(s_codes, s_names), _rank(svc_codes, svc_names)]

@@ -132,7 +132,8 @@ def _iso(t: datetime) -> str:
 class Exclusion:
     """Traffic left out of the proposal, and why (``reason`` is a stable code)."""
 
-    reason: str  # fan-out-scan | multi-port-probe | flagged | below-min-evidence | no-workload
+    reason: str  # fan-out-scan | multi-port-probe | flagged | one-off-external
+    # | below-min-evidence | no-workload
     client: str
     server: str
     service: str

@@ -3,6 +3,7 @@
 Passes, in order:
 
 1. :func:`~.hostile.hostile_edges`: leave out scans, probes and flagged edges;
+   :func:`~.externals.one_off_externals`: and external ends without evidence of their own;
 2. :func:`~.aggregate.class_edges`: edges → class edges at the granularity, external ends
    generalised (IP lists, FQDNs, CIDR aggregates, ``internet``), evidence pooled;
 3. minimum evidence: class edges with too little evidence are left out, with the reason;
@@ -25,6 +26,7 @@ import pyarrow as pa
 from cellwall.model.inventory import Workload
 from cellwall.recommend.aggregate import ClassEdge, class_edges, total_conversations
 from cellwall.recommend.classes import INTERNET, INTERNET_EXCEPT, Classifier, ClassKey
+from cellwall.recommend.externals import one_off_externals
 from cellwall.recommend.fold import Group, Row, Side, fold_env, merge_ports, merge_sides
 from cellwall.recommend.hostile import hostile_edges
 from cellwall.recommend.model import Exclusion, Proposal, RecommendConfig
@@ -139,6 +141,9 @@ def propose(
     total = total_conversations(edges)
     keep, exclusions = hostile_edges(edges, config)
     classifier = Classifier(workloads, config)
+    edges = edges.filter(pa.array(keep))
+    keep, one_off = one_off_externals(edges, classifier, config)
+    exclusions += one_off
     cedges = class_edges(edges.filter(pa.array(keep)), classifier, config)
     cedges, weak = _filter(cedges, config)
     exclusions += weak
