@@ -22,4 +22,12 @@ def test_workload_granularity_never_learns_the_attack(estate: Estate) -> None:
     got = measure(estate, "workload")
     assert got["load_errors"] == 0
     assert got["attacks_off_edge_allowed"] == 0, got
+    assert got["attacks_allowed_beyond_truth"] == 0, got
     assert got["legit_allowed_share"] >= 0.99, got
+
+
+def test_app_granularity_allows_no_attack_its_own_truth_refuses(estate: Estate) -> None:
+    got = measure(estate, "app")
+    assert got["load_errors"] == 0
+    assert got["attacks_allowed_beyond_truth"] == 0, got
+    assert got["legit_allowed_share"] >= 0.995, got
