@@ -328,6 +328,40 @@ def test_bad_lines_are_rejected_with_their_line_and_the_rest_kept(block_size: st
     assert sum(c.read for c in chunks) == len(lines) + 1
 
 
+def test_a_jsonpb_block_checks_bare_keys_and_reads_bare_flows_in_line_order() -> None:
+    """A block that starts with a GetFlowsResponse is read with the response schema first;
+    lines with a bare flow's keys at the top are read again with the full one, so they are
+    checked and kept exactly as in a block of bare flows."""
+    f = flow()
+    lines = [
+        jsonpb(f),
+        json.dumps({"flow": f, "verdict": 5}),  # a bare key of the wrong type: refused
+        json.dumps(flow(src="10.0.0.9")),  # a bare flow among responses
+        json.dumps({"flow": f, "l4": {"TCP": {"source_port": "x"}}}),  # refused deep down
+        json.dumps({"node_status": {}, "IP": {"source": 5}}),  # so is an event's
+        json.dumps({"flow": f, "IP": {"source": "10.0.0.7"}}),  # well typed: the flow counts
+        json.dumps({"lost_events": {}}),
+        json.dumps({"hello": "world"}),
+        "null",
+        json.dumps(flow(src="10.0.0.8", is_reply=True)),
+        jsonpb(f),
+    ]
+    for block_size in ("64", "1000000"):
+        chunks = read("\n".join(lines) + "\n", block_size=block_size)
+        rows = flows_of(chunks)
+        assert [(r["lineage_pos"], r["src_ip"]) for r in rows] == [
+            (1, "10.0.0.1"), (3, "10.0.0.9"), (6, "10.0.0.1"), (10, "10.0.0.8"), (11, "10.0.0.1"),
+        ]  # fmt: skip
+        assert rows[3]["src_initiated"] is False
+        assert sorted(rejects_of(chunks)) == [
+            (2, "bad-field"), (4, "bad-field"), (5, "bad-field"), (8, "not-a-flow"),
+            (9, "bad-json"),
+        ]  # fmt: skip
+        messages = {r["pos"]: r["message"] for c in chunks for r in c.rejects.table().to_pylist()}
+        assert "/verdict" in messages[2] and "/l4/TCP/source_port" in messages[4]
+        assert sum(c.read for c in chunks) == len(lines)
+
+
 def test_block_size_and_threads_do_not_change_the_result() -> None:
     lines = [jsonpb(flow(src=f"10.0.{i // 250}.{i % 250}")) for i in range(300)]
     lines[77] = "garbage"

@@ -310,3 +310,30 @@ def test_reverse_elements_of_another_enterprise_are_skipped() -> None:
     row = flows.to_pylist()[0]
     assert (row["bytes"], row["rev_bytes"], row["rev_packets"]) == (1500, None, None)
     assert row["src_initiated"] is True
+
+
+def test_short_padded_and_whole_sets_of_one_template_keep_their_offsets_and_times() -> None:
+    """Data sets are collected per template over many datagrams and decoded at once; each
+    record keeps its own byte offset and its datagram's clock (v9: sysUptime)."""
+    fields = [(8, 4), (12, 4), (4, 1), (22, 4), (21, 4)]  # src, dst, proto, first, last
+
+    def rec(dst: int, first: int) -> bytes:
+        return struct.pack(">IIBII", 0x0A000001, dst, 17, first, first + 250)
+
+    datagrams = [
+        v9(template_set(fields=fields, set_id=0)),
+        v9(data_set([rec(1, 99_000), b"\0\0\0"]), uptime_ms=100_000),  # padded
+        v9(data_set([b"\0" * 5]), uptime_ms=150_000),  # shorter than one record
+        v9(data_set([rec(2, 190_000), rec(3, 199_000)]), uptime_ms=200_000, export_s=EXPORT_S + 9),
+    ]
+    flows, chunk = run(*datagrams)
+    starts = [sum(len(d) for d in datagrams[:i]) + 24 for i in range(len(datagrams))]
+    rows = flows.to_pylist()
+    assert [(r["dst_ip"], r["lineage_pos"]) for r in rows] == [
+        ("0.0.0.1", starts[1]), ("0.0.0.2", starts[3]), ("0.0.0.3", starts[3] + 17),
+    ]  # fmt: skip
+    ago = [(1000, EXPORT_S), (10_000, EXPORT_S + 9), (1000, EXPORT_S + 9)]
+    for row, (ms, export_s) in zip(rows, ago, strict=True):
+        assert row["start"] == datetime.fromtimestamp(export_s - ms / 1000, UTC)
+        assert (row["end"] - row["start"]).total_seconds() == 0.25
+    assert not len(chunk.rejects)

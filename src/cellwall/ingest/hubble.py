@@ -40,8 +40,11 @@ DNS: an ``l7.dns`` record with ``ips`` (a response) also yields DNS evidence row
 seconds from ``time``; the client is the destination of a reply, else the source.
 
 Each block is read by Arrow's JSON reader with an explicit nested schema
-(:data:`~cellwall.ingest.hubble_mapping.READ_SCHEMA`). A block that Arrow refuses is split
-in halves until the refused lines stand alone, so only those are rejected, one by one:
+(:data:`~cellwall.ingest.hubble_mapping.READ_SCHEMA`). A block that starts with a
+``GetFlowsResponse`` flow is read first with the cheaper
+:func:`~cellwall.ingest.hubble_mapping.response_schema`, and only its lines with a bare
+flow's keys again with the full one: the result is the same. A block that Arrow refuses is
+split in halves until the refused lines stand alone, so only those are rejected, one by one:
 ``bad-json`` (not JSON, not an object), ``bad-field`` (a value of the wrong JSON type, such
 as a verdict written as a number; a port out of range), ``not-text``, ``no-timestamp``,
 ``missing-field`` (no ``IP``, no ``l4``), ``bad-ip``, ``not-a-flow`` (an object that is no
@@ -58,7 +61,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, ClassVar
+from typing import BinaryIO, ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -75,6 +78,7 @@ from cellwall.ingest.hubble_mapping import (
     READ_SCHEMA,
     Mapped,
     map_flows,
+    response_schema,
 )
 from cellwall.ingest.parallel import int_option, ordered_map, worker_count
 from cellwall.ingest.stream import Block, iter_blocks
@@ -92,18 +96,61 @@ __all__ = [
 ]
 
 _WHITESPACE = b" \t\r"
-#: (flow struct type, Arrow options): with the endpoints (for inventory hints) or without.
-_SHAPES = {
-    full: (
-        flow_type,
-        pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
-    )
-    for full, flow_type, schema in (
-        (True, FLOW_TYPE, READ_SCHEMA),
-        (False, LEAN_FLOW_TYPE, LEAN_READ_SCHEMA),
-    )
-}
 _BARE_KEYS = ("time", "IP", "l4", "verdict", "uuid")
+#: How a block of ``-o jsonpb`` lines starts: those are read with the response schema.
+_RESPONSE_START = b'{"flow":'
+
+
+def _options(schema: pa.Schema) -> pajson.ParseOptions:
+    return pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """The flow struct type and the two ways to read it: every line, or responses first."""
+
+    flow_type: pa.StructType
+    full: pajson.ParseOptions
+    responses: pajson.ParseOptions
+    #: a bare flow's keys that a GetFlowsResponse does not have at its top
+    bare_keys: tuple[str, ...]
+
+    @classmethod
+    def of(cls, flow_type: pa.StructType, schema: pa.Schema) -> _Shape:
+        bare = tuple(f.name for f in flow_type if f.name not in ("time", "node_name"))
+        return cls(flow_type, _options(schema), _options(response_schema(flow_type)), bare)
+
+
+#: With the endpoints (for inventory hints) or without.
+_SHAPES = {
+    True: _Shape.of(FLOW_TYPE, READ_SCHEMA),
+    False: _Shape.of(LEAN_FLOW_TYPE, LEAN_READ_SCHEMA),
+}
+
+
+class _Adds(Protocol):
+    def add(self, pos: int, reason: str, message: str, raw: str | bytes = "") -> None: ...
+
+
+class _Held:
+    """Rejects held back, to be added in line order once every pass over a block is done.
+
+    ``lines`` maps the positions given to :meth:`add` to the block's lines, when a pass
+    reads a subset of them.
+    """
+
+    def __init__(self, lines: npt.NDArray[np.int64] | None = None) -> None:
+        self.rows: list[tuple[int, str, str, str | bytes]] = []
+        self.lines = lines
+
+    def add(self, pos: int, reason: str, message: str, raw: str | bytes = "") -> None:
+        line = int(pos) if self.lines is None else int(self.lines[pos])
+        self.rows.append((line, reason, message, raw))
+
+    def into(self, rejects: Rejects) -> None:
+        for row in sorted(self.rows, key=lambda r: r[0]):
+            rejects.add(*row)
+        self.rows.clear()
 
 
 @dataclass
@@ -154,16 +201,19 @@ def json_lines(
     index: LineIndex,
     content: npt.NDArray[np.intp],
     first_line: int,
-    rejects: Rejects,
+    rejects: _Adds,
     options: pajson.ParseOptions,
+    why: pajson.ParseOptions | None = None,
 ) -> tuple[list[pa.Table], list[npt.NDArray[np.intp]]]:
     """Read the content lines of a block with Arrow; reject only the lines it refuses.
 
     A refused run of lines is halved until the refused lines stand alone, so a block with
     ``k`` bad lines costs about ``k * log2(lines)`` extra Arrow calls. Returns the tables
-    and, for each, the indices (in the block) of its lines, in order. Also used by
+    and, for each, the indices (in the block) of its lines, in order. A refused line is
+    explained by reading it with ``why`` (default: ``options``). Also used by
     :mod:`cellwall.ingest.zeek_dns`.
     """
+    why = why or options
     tables: list[pa.Table] = []
     kept: list[npt.NDArray[np.intp]] = []
     # Arrow's reader must only see objects: a block of nothing but ``null`` lines crashes
@@ -176,7 +226,7 @@ def json_lines(
         if raw.lstrip(_WHITESPACE).startswith(b"{"):
             objects[at] = True
             continue
-        reason, message = _why(raw, options)
+        reason, message = _why(raw, why)
         rejects.add(first_line + i, reason, message, raw)
     content = content[objects]
     if not len(content):
@@ -191,7 +241,7 @@ def json_lines(
             kept.append(run)
         elif len(run) == 1:
             raw = index.line(int(run[0]))
-            reason, message = _why(raw, options)
+            reason, message = _why(raw, why)
             rejects.add(first_line + int(run[0]), reason, message, raw)
         else:
             half = len(run) // 2
@@ -276,14 +326,18 @@ def _object_lines(data: bytes) -> int:
     buf = np.frombuffer(data, np.uint8)
     if not len(buf) or buf[0] != ord("{") or buf[-1] != ord("\n"):
         return 0
-    newline = buf[:-1] == ord("\n")
-    lines = int(np.count_nonzero(newline)) + 1
-    starts = int(np.count_nonzero(newline & (buf[1:] == ord("{"))))
-    return lines if starts == lines - 1 else 0
+    ends = np.flatnonzero(buf == ord("\n"))
+    if len(ends) > 1 and not (buf[ends[:-1] + 1] == ord("{")).all():
+        return 0
+    return len(ends)
 
 
 def _read_block(
-    block: Block, options: pajson.ParseOptions, rejects: Rejects, ignored: Counter[str]
+    block: Block,
+    options: pajson.ParseOptions,
+    rejects: _Adds,
+    ignored: Counter[str],
+    why: pajson.ParseOptions | None = None,
 ) -> tuple[pa.Table | None, npt.NDArray[np.int64], _Lines]:
     """The block's objects as a table, and the line of each row.
 
@@ -304,11 +358,96 @@ def _read_block(
     content = np.flatnonzero(~blank)
     if not len(content):
         return None, np.zeros(0, np.int64), raw
-    tables, runs = json_lines(index, content, block.first_line, rejects, options)
+    tables, runs = json_lines(index, content, block.first_line, rejects, options, why)
     if not tables:
         return None, np.zeros(0, np.int64), raw
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     return table, np.concatenate(runs).astype(np.int64) + block.first_line, raw
+
+
+_Flows = tuple[pa.Array, pa.Array, npt.NDArray[np.int64], _Lines]
+
+
+def _read_all(
+    block: Block, shape: _Shape, rejects: Rejects, ignored: Counter[str]
+) -> _Flows | None:
+    """Every line read with the full schema: flow structs, node names and lines."""
+    table, lines, raw = _read_block(block, shape.full, rejects, ignored)
+    if table is None:
+        return None
+    flows, top_node, flow_lines, events = _split(table, lines, raw, shape.flow_type, rejects)
+    ignored.update(events)
+    return flows, top_node, flow_lines, raw
+
+
+def _valid(table: pa.Table, key: str) -> npt.NDArray[np.bool_]:
+    column = table[key]
+    if column.null_count == len(column):  # the usual case for all but a few keys
+        return np.zeros(len(column), np.bool_)
+    return np.asarray(pc.is_valid(column.combine_chunks()), np.bool_)
+
+
+def _read_responses(
+    block: Block, shape: _Shape, rejects: Rejects, ignored: Counter[str]
+) -> _Flows | None:
+    """Read with the response schema; lines with a bare flow's keys again with the full one.
+
+    Lines refused by the response schema are refused by the full one too, with the reason
+    that the full one gives; the rejects of both passes are added in line order.
+    """
+    held = _Held()
+    table, lines, raw = _read_block(block, shape.responses, held, ignored, shape.full)
+    if table is None:
+        held.into(rejects)
+        return None
+    is_wrapped = _valid(table, "flow")
+    event = np.zeros(table.num_rows, np.bool_)
+    for key in EVENT_KEYS:
+        event |= _valid(table, key)
+    redo = ~is_wrapped & ~event
+    for key in shape.bare_keys:
+        redo |= _valid(table, key)
+    again = _reread(raw, lines[redo], shape, held) if redo.any() else None
+    held.into(rejects)
+    if again is None and redo.all():
+        return None  # no line was read after all
+    counted = np.zeros(table.num_rows, np.bool_)
+    for key in EVENT_KEYS:
+        here = _valid(table, key) & ~is_wrapped & ~counted & ~redo
+        if here.any():
+            ignored[key] += int(here.sum())
+            counted |= here
+    keep = is_wrapped & ~redo
+    flows = table["flow"].combine_chunks()
+    top_node = table["node_name"].combine_chunks()
+    if not keep.all():
+        mask = pa.array(keep)
+        flows, top_node, lines = flows.filter(mask), top_node.filter(mask), lines[keep]
+    if again is None:
+        return flows, top_node, lines, raw
+    flows_b, top_b, lines_b, events = _split(*again, raw, shape.flow_type, rejects)
+    ignored.update(events)
+    lines = np.concatenate([lines, lines_b])
+    order = pa.array(np.argsort(lines, kind="stable"))
+    flows = pa.concat_arrays([flows, flows_b]).take(order)
+    top_node = pa.concat_arrays([top_node, top_b]).take(order)
+    return flows, top_node, lines[np.asarray(order)], raw
+
+
+def _reread(
+    raw: _Lines, lines: npt.NDArray[np.int64], shape: _Shape, held: _Held
+) -> tuple[pa.Table, npt.NDArray[np.int64]] | None:
+    """The given lines read (again) with the full schema; the table and its rows' lines."""
+    data = b"".join([raw(int(line)) + b"\n" for line in lines])
+    index = LineIndex.of(data)
+    where = _Held(lines)
+    content = np.arange(len(lines), dtype=np.intp)
+    tables, runs = json_lines(index, content, 0, where, shape.full)
+    held.rows += where.rows
+    if not tables:
+        return None
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    return table, lines[np.concatenate(runs)]
 
 
 def parse_hubble(
@@ -318,14 +457,14 @@ def parse_hubble(
 
     With ``endpoints``, the flow structs keep ``source`` and ``destination`` (for hints).
     """
-    flow_type, options = _SHAPES[endpoints]
+    shape = _SHAPES[endpoints]
     rejects = Rejects(file)
     ignored: Counter[str] = Counter()
-    table, lines, raw = _read_block(block, options, rejects, ignored)
-    if table is None:
-        return ParsedBlock(Chunk(empty_flows(), rejects, ignored), pa.array([], flow_type))
-    flows, top_node, flow_lines, events = _split(table, lines, raw, flow_type, rejects)
-    ignored.update(events)
+    read = _read_responses if block.data.startswith(_RESPONSE_START) else _read_all
+    got = read(block, shape, rejects, ignored)
+    if got is None:
+        return ParsedBlock(Chunk(empty_flows(), rejects, ignored), pa.array([], shape.flow_type))
+    flows, top_node, flow_lines, raw = got
     mapped: Mapped = map_flows(flows, top_node, flow_lines, file, fmt, memo)
     for row, reason, message in mapped.refused:
         line = int(flow_lines[row])

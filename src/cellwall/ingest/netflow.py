@@ -14,6 +14,7 @@ default 4096). Data still waiting at the end of the file is rejected ``no-templa
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from typing import BinaryIO, ClassVar
 
@@ -65,12 +66,13 @@ class NetflowSource(FlowSource):
         head = stream.read(4)
         rest = _Prepend(head, stream)
         if is_capture(head):
-            for frame in iter_frames(rest):  # type: ignore[arg-type]
-                if frame.skip is None:
+            feed = decoder.feed
+            for pos, data, source, skip in iter_frames(rest):  # type: ignore[arg-type]
+                if skip is None:
                     # The export time of the newest datagram is the clock of the hold.
-                    decoder.feed(frame.data, frame.source, frame.pos, _export_s(frame.data))
+                    feed(data, source, pos, _export_s(data))
                 else:
-                    decoder.skip(frame.pos, frame.skip, _SKIPS.get(frame.skip))
+                    decoder.skip(pos, skip, _SKIPS.get(skip))
                 if decoder.ready:
                     yield decoder.take()
         else:
@@ -85,13 +87,17 @@ _SKIPS = {
 }
 
 
+_HEAD = struct.Struct(">HHII")
+
+
 def _export_s(data: bytes) -> float | None:
     """The export time of a v9 or IPFIX datagram in seconds (v5 data never waits)."""
-    if len(data) >= 20 and data[:2] == b"\x00\x09":
-        return float(int.from_bytes(data[8:12], "big"))
-    if len(data) >= 16 and data[:2] == b"\x00\x0a":
-        return float(int.from_bytes(data[4:8], "big"))
-    return None
+    if len(data) < 16:
+        return None
+    version, _, ipfix_s, v9_s = _HEAD.unpack_from(data)
+    if version == 9:
+        return float(v9_s) if len(data) >= 20 else None
+    return float(ipfix_s) if version == 10 else None
 
 
 class _Prepend:

@@ -32,7 +32,7 @@ Fields of any other enterprise (the enterprise bit) and unknown fields are skipp
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cellwall.ingest.netflow_templates import VARIABLE, Segment, Template
+from cellwall.ingest.netflow_templates import VARIABLE, Segments, Template
 
 __all__ = [
     "MAX_MS",
@@ -181,13 +181,15 @@ def options_values(template: Template, body: bytes) -> list[dict[int, int]]:
 def v4_strings(values: U64 | npt.NDArray[np.uint32]) -> pa.Array:
     """Canonical text of IPv4 addresses given as integers, computed once per distinct value.
 
-    The dotted quads are joined column-wise from the four octets' decimal text.
+    The distinct values are found by Arrow's hash table (no sort); the dotted quads are
+    joined column-wise from the four octets' decimal text.
     """
-    uniq, inverse = np.unique(np.asarray(values).astype(np.uint32), return_inverse=True)
+    encoded = pc.dictionary_encode(pa.array(np.asarray(values).astype(np.uint32)))
+    uniq = encoded.dictionary.to_numpy()
     octets = [pa.array((uniq >> np.uint32(shift)) & np.uint32(0xFF)).cast(pa.string())
               for shift in (24, 16, 8, 0)]  # fmt: skip
     text = pc.binary_join_element_wise(*octets, ".")
-    return pc.take(text, pa.array(inverse.astype(np.int32)))
+    return pc.take(text, encoded.indices)
 
 
 def v6_strings(values: npt.NDArray[Any]) -> pa.Array:
@@ -206,12 +208,22 @@ class Decoded:
         self.bad = bad  # reason -> boolean mask over the rows
 
 
-def _per_record(segments: Sequence[Segment], counts: I64, values: Sequence[int]) -> I64:
-    return np.repeat(np.asarray(values, np.int64), counts)
+@dataclass(frozen=True, slots=True)
+class _Sets:
+    """What the headers said about the data sets that hold records, one value per set."""
+
+    counts: I64
+    export_ms: I64
+    uptime_ms: list[int | None]
+    init_ms: list[int | None]
+
+    def per_record(self, values: Any) -> I64:
+        return np.repeat(np.asarray(values, np.int64), self.counts)
 
 
-def _times(fields: _Fields, segments: Sequence[Segment], counts: I64) -> tuple[I64, I64]:
-    export = _per_record(segments, counts, [s.export_ms for s in segments])
+def _times(fields: _Fields, sets: _Sets) -> tuple[I64, I64]:
+    counts = sets.counts
+    export = sets.per_record(sets.export_ms)
     for first_ie, last_ie, unit in _TIME_PAIRS:
         first, last = fields.uint(first_ie), fields.uint(last_ie)
         if first is None and last is None:
@@ -240,8 +252,8 @@ def _times(fields: _Fields, segments: Sequence[Segment], counts: I64) -> tuple[I
     first = first if first is not None else last
     last = last if last is not None else first
     assert first is not None and last is not None
-    if segments[0].uptime_ms is not None:  # v5/v9: relative to the header's sysUptime
-        up = _per_record(segments, counts, [s.uptime_ms or 0 for s in segments])
+    if sets.uptime_ms[0] is not None:  # v5/v9: relative to the header's sysUptime
+        up = sets.per_record([u or 0 for u in sets.uptime_ms])
         mask = np.int64(0xFFFFFFFF)
         start = export - ((up - first.astype(np.int64)) & mask)
         end = export - ((up - last.astype(np.int64)) & mask)
@@ -251,10 +263,10 @@ def _times(fields: _Fields, segments: Sequence[Segment], counts: I64) -> tuple[I
     # export time.
     guess = np.maximum.reduceat(last.astype(np.int64), _starts(counts)) if len(last) else last
     base_ms = [
-        s.init_ms if s.init_ms is not None and s.init_ms <= s.export_ms else s.export_ms - int(g)
-        for s, g in zip(segments, guess.tolist(), strict=True)
+        i if i is not None and i <= e else e - g
+        for i, e, g in zip(sets.init_ms, sets.export_ms.tolist(), guess.tolist(), strict=True)
     ]
-    base = _per_record(segments, counts, base_ms)
+    base = sets.per_record(base_ms)
     return base + first.astype(np.int64), base + last.astype(np.int64)
 
 
@@ -299,24 +311,46 @@ def _ports(fields: _Fields, proto: U64 | None, n: int) -> tuple[U64 | None, U64 
     return src, dst
 
 
+def _records(
+    dtype: np.dtype[Any], segments: Segments
+) -> tuple[npt.NDArray[Any], _Sets, npt.NDArray[np.bool_]]:
+    """All records of the data sets in one array; the sets that hold some; which they are."""
+    size = dtype.itemsize
+    lengths = np.fromiter(map(len, segments.bodies), np.int64, len(segments))
+    counts = lengths // size
+    held = counts > 0
+    if (lengths == counts * size).all():  # no set has padding or a partial record
+        body = b"".join(segments.bodies)
+    else:
+        body = b"".join(b[: int(c) * size] for b, c in zip(segments.bodies, counts, strict=True))
+    records = np.frombuffer(body, dtype, count=int(counts.sum()))
+    export = np.asarray(segments.export_ms, np.int64)
+    if held.all():
+        return records, _Sets(counts, export, segments.uptime_ms, segments.init_ms), held
+    keep = np.flatnonzero(held).tolist()
+    sets = _Sets(
+        counts[held],
+        export[held],
+        [segments.uptime_ms[i] for i in keep],
+        [segments.init_ms[i] for i in keep],
+    )
+    return records, sets, held
+
+
 def decode(
     template: Template,
-    segments: Sequence[Segment],
+    segments: Segments,
     exporter: str | None,
     fmt: str,
     file: str,
 ) -> Decoded:
     """Decode every record of ``segments`` (all of ``template``) into flow columns."""
     dtype = dtype_of(template)
-    segments = [s for s in segments if len(s.body) >= dtype.itemsize]
-    if not segments:
+    records, sets, held = _records(dtype, segments)
+    if not held.any():
         return Decoded({}, 0, {})
-    counts = np.asarray([len(s.body) // dtype.itemsize for s in segments], np.int64)
-    body = b"".join(
-        s.body[: int(c) * dtype.itemsize] for s, c in zip(segments, counts, strict=True)
-    )
-    n = int(counts.sum())
-    records = np.frombuffer(body, dtype, count=n)
+    counts = sets.counts
+    n = len(records)
     fields = _Fields(template, records)
     src_ip = _addresses(fields, 8, 27)
     dst_ip = _addresses(fields, 12, 28)
@@ -326,11 +360,11 @@ def decode(
     bad: dict[str, npt.NDArray[Any]] = {}
     if src_ip is None or dst_ip is None or proto is None:
         bad["missing-field"] = np.ones(n, bool)
-    start, end = _times(fields, segments, counts)
+    start, end = _times(fields, sets)
     bad_time = (start < 0) | (start > MAX_MS) | (end < 0) | (end > MAX_MS) | (end < start)
     if bad_time.any():
         bad["bad-time"] = bad_time
-    rate = _per_record(segments, counts, [s.rate for s in segments])
+    rate = np.repeat(np.asarray(segments.rate, np.int64)[held], counts)
     for ie in SAMPLING_IES:
         inline = fields.uint(ie)
         if inline is not None:
@@ -339,8 +373,9 @@ def decode(
     octets = fields.uint(1) if fields.has(1) else fields.uint(85)
     packets = fields.uint(2) if fields.has(2) else fields.uint(86)
     src_port, dst_port = _ports(fields, proto, n)
-    offsets = np.arange(n, dtype=np.int64) - np.repeat(_starts(counts), counts)
-    pos = _per_record(segments, counts, [s.pos for s in segments]) + offsets * dtype.itemsize
+    # a record's offset: its set's, plus the records before it in the set times their size
+    first = np.asarray(segments.pos, np.int64)[held] - _starts(counts) * dtype.itemsize
+    pos = np.repeat(first, counts) + np.arange(n, dtype=np.int64) * dtype.itemsize
     columns: dict[str, Any] = {
         "start": pa.array(np.clip(start, 0, MAX_MS) * 1000).cast(_TS),
         "end": pa.array(np.clip(end, 0, MAX_MS) * 1000).cast(_TS),
@@ -385,5 +420,7 @@ def _narrow(values: U64 | None, dtype: type[np.unsignedinteger[Any]]) -> Any:
     if values is None:
         return None
     limit = np.iinfo(dtype).max
+    if not len(values) or values.max() <= limit:  # the usual case: every value fits
+        return pa.array(values.astype(dtype))
     over = values > limit
-    return pa.array(np.minimum(values, limit).astype(dtype), mask=over if over.any() else None)
+    return pa.array(np.minimum(values, limit).astype(dtype), mask=over)

@@ -16,9 +16,8 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import BinaryIO
+from functools import lru_cache, partial
+from typing import BinaryIO, NamedTuple
 
 __all__ = ["PCAPNG_MAGIC", "PCAP_MAGICS", "Frame", "is_capture", "iter_frames"]
 
@@ -33,8 +32,7 @@ BLOCK = 8 << 20
 _IPV6_EXTENSIONS = (0, 43, 60)
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     """A UDP payload (``data``) from ``source``, or ``skip`` saying why there is none."""
 
     pos: int
@@ -60,14 +58,20 @@ class _Reader:
     def pos(self) -> int:
         return self.at + self.off
 
-    def read(self, n: int) -> bytes | None:
+    def fill(self, n: int) -> bool:
+        """Whether ``n`` bytes are there from the read position (reading more if need be)."""
         while len(self.buf) - self.off < n:
             more = self.stream.read(max(BLOCK, n))
             if not more:
-                return None
+                return False
             self.at += self.off
             self.buf = self.buf[self.off :] + more
             self.off = 0
+        return True
+
+    def read(self, n: int) -> bytes | None:
+        if not self.fill(n):
+            return None
         out = self.buf[self.off : self.off + n]
         self.off += n
         return out
@@ -91,17 +95,18 @@ def _pcap(reader: _Reader, order: str) -> Iterator[Frame]:
         return
     linktype = struct.unpack(order + "I", head[16:20])[0] & 0x0FFFFFFF
     record = struct.Struct(order + "IIII")
-    while True:
-        at = reader.pos
-        rec = reader.read(16)
-        if rec is None:
+    while True:  # the records are walked in the reader's buffer, sliced only for the payload
+        if len(reader.buf) - reader.off < 16 and not reader.fill(16):
             return
-        caplen = record.unpack(rec)[2]
-        data = reader.read(caplen)
-        if data is None:
+        at = reader.at + reader.off
+        caplen = record.unpack_from(reader.buf, reader.off)[2]
+        if len(reader.buf) - reader.off < 16 + caplen and not reader.fill(16 + caplen):
             yield Frame(at, skip="truncated")
             return
-        yield _frame(data, linktype, at + 16)
+        buf, start = reader.buf, reader.off + 16
+        reader.off = start + caplen
+        fast = _fast(buf, start, caplen, at + 16) if linktype == 1 else None
+        yield fast or _frame(buf[start : start + caplen], linktype, at + 16)
 
 
 def _pcapng(reader: _Reader) -> Iterator[Frame]:
@@ -153,7 +158,7 @@ def _link(linktypes: list[int], iface: int) -> int:
     return linktypes[iface] if iface < len(linktypes) else 1
 
 
-_FAST = struct.Struct(">12x2sB5xHxB2x4s4x4xH")  # Ethernet, IPv4 without options, UDP
+_FAST = struct.Struct(">12x2sBxH2xHxB2x4s4x4xH")  # Ethernet, IPv4 without options, UDP
 
 
 @lru_cache(maxsize=1 << 16)
@@ -161,24 +166,33 @@ def _v4_name(address: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET, address)
 
 
-def _fast(data: bytes, pos: int) -> Frame | None:
-    """The common case, Ethernet / IPv4 without options / UDP, in one unpack."""
-    if len(data) < 42:
+#: :class:`Frame` from a tuple of its four fields, without NamedTuple's Python-level ``__new__``
+_frame_of = partial(tuple.__new__, Frame)
+
+
+def _fast(buf: bytes, start: int, size: int, pos: int) -> Frame | None:
+    """The common case, Ethernet / IPv4 without options / UDP, in one unpack.
+
+    The frame is the ``size`` bytes of ``buf`` from ``start``; only the payload is copied.
+    """
+    if size < 42:
         return None
-    ethertype, vihl, frag, proto, src, udp_len = _FAST.unpack_from(data)
+    ethertype, vihl, total, frag, proto, src, udp_len = _FAST.unpack_from(buf, start)
     if ethertype != b"\x08\x00" or vihl != 0x45 or proto != 17 or frag & 0x3FFF:
         return None
-    total = int.from_bytes(data[16:18], "big")
-    if udp_len < 8 or 34 + udp_len > min(len(data), 14 + total):
+    if udp_len < 8 or 34 + udp_len > min(size, 14 + total):
         return None
-    return Frame(pos + 42, data[42 : 34 + udp_len], _v4_name(src))
+    frame: Frame = _frame_of(
+        (pos + 42, buf[start + 42 : start + 34 + udp_len], _v4_name(src), None)
+    )
+    return frame
 
 
 def _frame(data: bytes, linktype: int, pos: int) -> Frame:
     """Find the IP packet in a frame of this link type, then the UDP payload."""
     off: int | None
     if linktype == 1:  # Ethernet
-        fast = _fast(data, pos)
+        fast = _fast(data, 0, len(data), pos)
         if fast is not None:
             return fast
         off, ethertype = 14, data[12:14]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +37,7 @@ from cellwall.ingest.netflow_templates import (
     Field,
     Pending,
     Segment,
+    Segments,
     Template,
     TemplateCache,
     TemplateKey,
@@ -95,7 +96,7 @@ class NetflowDecoder:
         self.stats = DecoderStats()
         self._rejects = Rejects(file, unit="offset")
         self._ignored: Counter[str] = Counter()
-        self._batches: dict[tuple[int, str, bool], tuple[Template, str, list[Segment]]] = {}
+        self._batches: dict[tuple[int, str, bool], tuple[Template, str, Segments]] = {}
         self._collected = 0
         self._memo: dict[tuple[bytes, bool, bool], list[Template]] = {}
 
@@ -156,13 +157,16 @@ class NetflowDecoder:
         self._rejects.add(pos, reason, message, raw.hex() if raw else "")
         self.stats.rejected[reason] += 1
 
-    def _collect(self, template: Template, exporter: str, segment: Segment) -> None:
+    def _batch(self, template: Template, exporter: str, ipfix: bool) -> Segments:
         # v9 and IPFIX times differ: their records are decoded apart even with one template.
-        key = (id(template), exporter, segment.uptime_ms is None)
+        key = (id(template), exporter, ipfix)
         batch = self._batches.get(key)
         if batch is None:
-            batch = self._batches[key] = (template, exporter, [])
-        batch[2].append(segment)
+            batch = self._batches[key] = (template, exporter, Segments())
+        return batch[2]
+
+    def _collect(self, template: Template, exporter: str, segment: Segment) -> None:
+        self._batch(template, exporter, segment.uptime_ms is None).add(segment)
         count = len(segment.body) // max(template.record_length, 1)
         self._collected += count
         self.stats.records += count
@@ -230,23 +234,42 @@ class NetflowDecoder:
         return int(length)
 
     def _sets(self, data: bytes, off: int, end: int, ctx: _Ctx) -> None:
+        """Every set of a message. A data set of a known fixed-length template is collected
+        here, column by column (what :meth:`_data` would do, made short).
+        """
         template_sets = (2, 3) if ctx.ipfix else (0, 1)
+        templates, sampling, init_ms = self.cache.templates, self.cache.sampling, self.cache.init_ms
+        exporter, domain, export_ms, uptime_ms, pos, _, ipfix = ctx
+        where = (exporter, domain)
         while end - off >= 4:
             set_id, length = SET_HEADER.unpack_from(data, off)
-            if (length < 4 or off + length > end) and not any(data[off:end]):
-                return  # trailing zeros are padding
             if length < 4 or off + length > end:
-                self._reject(
-                    ctx.pos + off,
-                    "bad-length",
-                    f"set {set_id} says {length} bytes, {end - off} are left in the message",
-                )
-                return
+                if any(data[off:end]):
+                    self._reject(
+                        pos + off,
+                        "bad-length",
+                        f"set {set_id} says {length} bytes, {end - off} are left in the message",
+                    )
+                return  # else trailing zeros: padding
             body = data[off + 4 : off + length]
-            if set_id in template_sets:
+            if set_id >= 256:
+                template = templates.get((exporter, domain, set_id))
+                if template is not None and template.plain:
+                    batch = self._batches.get((id(template), exporter, ipfix))
+                    got = batch[2] if batch else self._batch(template, exporter, ipfix)
+                    got.bodies.append(body)
+                    got.export_ms.append(export_ms)
+                    got.uptime_ms.append(uptime_ms)
+                    got.pos.append(pos + off + 4)
+                    got.rate.append(sampling.get(where, 0))
+                    got.init_ms.append(init_ms.get(where))
+                    count = len(body) // template.record_length
+                    self._collected += count
+                    self.stats.records += count
+                else:
+                    self._data(set_id, body, ctx, at=off + 4)
+            elif set_id in template_sets:
                 self._templates(body, ctx, options=set_id == template_sets[1], at=off + 4)
-            elif set_id >= 256:
-                self._data(set_id, body, ctx, at=off + 4)
             else:
                 self._ignored["reserved-set"] += 1
             off += length
@@ -421,7 +444,7 @@ class NetflowDecoder:
         self._ignored = Counter()
         return chunk
 
-    def _decode(self, template: Template, exporter: str, segments: list[Segment]) -> pa.Table:
+    def _decode(self, template: Template, exporter: str, segments: Segments) -> pa.Table:
         out = decode(template, segments, exporter or None, self.fmt, self.file)
         table = conform(out.columns, out.length)
         if not out.bad:
@@ -442,8 +465,7 @@ class NetflowDecoder:
         return table.filter(pa.array(~bad))
 
 
-@dataclass(frozen=True, slots=True)
-class _Ctx:
+class _Ctx(NamedTuple):
     exporter: str
     domain: int
     export_ms: int

@@ -25,6 +25,7 @@ __all__ = [
     "Field",
     "Pending",
     "Segment",
+    "Segments",
     "Template",
     "TemplateCache",
     "TemplateKey",
@@ -57,10 +58,13 @@ class Template:
     variable: bool = field(init=False)
     #: bytes per record; for variable-length templates, the fixed part only
     record_length: int = field(init=False)
+    #: a data template of fixed-length records: its data sets are collected as they are
+    plain: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.variable = any(f.length == VARIABLE for f in self.fields)
         self.record_length = sum(f.length for f in self.fields if f.length != VARIABLE)
+        self.plain = not self.variable and not self.options and self.record_length > 0
 
     def same_layout(self, other: Template) -> bool:
         return (self.fields, self.options, self.scope) == (other.fields, other.options, other.scope)
@@ -83,6 +87,34 @@ class Segment:
     rate: int
     domain: DomainKey
     init_ms: int | None = None
+
+
+class Segments:
+    """The data sets collected for one template, column by column (a :class:`Segment` each).
+
+    The decoder appends to the columns directly, so a data set costs no object of its own.
+    """
+
+    __slots__ = ("bodies", "export_ms", "init_ms", "pos", "rate", "uptime_ms")
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.export_ms: list[int] = []
+        self.uptime_ms: list[int | None] = []
+        self.pos: list[int] = []
+        self.rate: list[int] = []
+        self.init_ms: list[int | None] = []
+
+    def add(self, s: Segment) -> None:
+        self.bodies.append(s.body)
+        self.export_ms.append(s.export_ms)
+        self.uptime_ms.append(s.uptime_ms)
+        self.pos.append(s.pos)
+        self.rate.append(s.rate)
+        self.init_ms.append(s.init_ms)
+
+    def __len__(self) -> int:
+        return len(self.bodies)
 
 
 @dataclass(slots=True)
