@@ -6,13 +6,22 @@ out). On top of NetworkPolicy it uses ``icmps`` for ICMP types, ``fromEntities``
 [world]`` for a region that is the whole unmanaged space, ``rules.http`` where the deciding
 rule narrows a TCP service by HTTP method or path, and ``toFQDNs`` for allow rules whose
 ``to`` is an ``fqdn`` (Cilium learns the addresses from DNS; see docs/targets.md).
+
+Cilium's CIDR rules never match endpoints it manages (a pod is matched by its labels only),
+which is cellwall's reading of ``cidrs`` and IP lists: a region's CIDRs need no holes. The
+management tier is by address, so pods inside the admin networks or that are controllers are
+named by class (``fromEndpoints`` / ``toEndpoints``) next to the CIDRs, and such a class
+reaches (is reached from) every class on the admin (control) services; a class only some of
+whose pods qualify is reported (:func:`cellwall.targets.k8s.role_gaps`).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
 from cellwall.model.policy import Service
+from cellwall.policy.ir import MANAGEMENT_IDS
 from cellwall.targets.base import Artefact, Artefacts, Target, Unsupported, register
 from cellwall.targets.classview import Grant, Peer, ServicePiece, cidr_block, grants, isolated
 from cellwall.targets.k8s import (
@@ -21,7 +30,9 @@ from cellwall.targets.k8s import (
     class_selector,
     dump,
     host_classes,
+    management_roles,
     object_name,
+    role_gaps,
 )
 from cellwall.targets.plan import Estate
 
@@ -122,6 +133,7 @@ class _Builder:
     def __init__(self, estate: Estate) -> None:
         self.estate = estate
         self.lost: set[int] = set()
+        self.mgmt_lost: set[str] = set()
 
     def rules(self, cls: int, d: str) -> list[dict[str, Any]]:
         out = []
@@ -132,37 +144,62 @@ class _Builder:
                     continue
                 for pf in _peer_fields(self.estate, g.peers, d):
                     out.append({**pf, **frag})
-        return out + self.fqdn(cls, d) + self.management(d)
+        return out + self.fqdn(cls, d) + self.management(cls, d)
 
     def fqdn(self, cls: int, d: str) -> list[dict[str, Any]]:
         if d != "out":
             return []
         out = []
-        for r in self.estate.ir.rules:
+        for i, r in enumerate(self.estate.ir.rules):
             if r.action != "allow" or r.rule.to.fqdn is None or not r.src.classes[cls]:
                 continue
             name = r.rule.to.fqdn
             sel = {"matchPattern": name} if "*" in name else {"matchName": name}
             rule: dict[str, Any] = {"toFQDNs": [sel]}
-            ports = _svc_ports(r.rule.services)
-            if ports:
+            svcs = r.rule.services
+            if not any(x.proto is None for x in svcs):
+                # no toPorts would be all traffic: ICMP and other protocols are left out
+                if any(x.proto not in _PROTO for x in svcs):
+                    self.lost.add(i)
+                ports = _svc_ports(svcs)
+                if not ports:
+                    continue
                 rule["toPorts"] = [{"ports": ports}]
             out.append(rule)
         return out
 
-    def management(self, d: str) -> list[dict[str, Any]]:
+    def management(self, cls: int, d: str) -> list[dict[str, Any]]:
+        """Admin networks and admin classes → the class (ingress), the class → controllers
+        and controller classes (egress); an admin class → every class (egress) and every
+        class → a controller class (ingress)."""
         s = self.estate.ir.policy_set.settings.management
-        nets, svcs = (
-            (s.admin_networks, s.services) if d == "in" else (s.controllers, s.control_services)
-        )
-        if not nets or not svcs:
-            return []
-        key = "fromCIDR" if d == "in" else "toCIDR"
-        rule: dict[str, Any] = {key: list(nets)}
-        ports = _svc_ports(svcs)
-        if ports:
-            rule["toPorts"] = [{"ports": ports}]
-        return [rule]
+        r = management_roles(self.estate)
+        a_id, c_id = MANAGEMENT_IDS
+        pre = "from" if d == "in" else "to"
+        tier = [
+            (a_id, s.admin_networks, r.admin, s.services, "in"),
+            (c_id, s.controllers, r.control, s.control_services, "out"),
+        ]
+        out: list[dict[str, Any]] = []
+        for rid, nets, role, svcs, own in tier:
+            if not nets or not svcs:
+                continue
+            if own == d:
+                peers: list[dict[str, Any]] = [{f"{pre}CIDR": list(nets)}]
+                if role:
+                    peers.append({f"{pre}Endpoints": [_endpoint(self.estate, c) for c in role]})
+            elif cls in role:  # every workload, on the same services
+                peers = [{f"{pre}Endpoints": [_endpoint(self.estate, c) for c in r.classes]}]
+            else:
+                continue
+            pieces = tuple(ServicePiece(x.proto, x.lo, x.hi) for x in svcs)
+            none = any(x.proto is None for x in svcs)
+            for frag in _l4(self.estate, Grant((), None if none else pieces, ())):
+                if frag.get("_lost"):
+                    self.mgmt_lost.add(rid)
+                    continue
+                out += [{**p, **copy.deepcopy(frag)} for p in peers]  # no YAML anchors
+        return out
 
 
 def _svc_ports(services: tuple[Service, ...]) -> list[dict[str, Any]]:
@@ -211,5 +248,16 @@ class CiliumTarget(Target):
                     "traffic on protocols other than TCP, UDP, SCTP and typed ICMP is left out",
                 )
             )
+        for rid in sorted(b.mgmt_lost):
+            out.unsupported.append(
+                Unsupported(
+                    rid,
+                    "management traffic on protocols other than TCP, UDP, SCTP "
+                    "and typed ICMP is left out",
+                )
+            )
+        for cls in host_classes(estate, host):
+            if isolated(estate, cls, "in") or isolated(estate, cls, "out"):
+                out.unsupported.extend(role_gaps(estate, cls, "CiliumNetworkPolicy"))
         _ = NS_KEY
         return out
