@@ -136,15 +136,3 @@ table inet cellwall {
 	chain output { type filter hook output priority filter; policy drop; }
 }
 """
-
-
-@pytest.fixture
-def lab_lock() -> Iterator[None]:
-    """One lab at a time across pytest-xdist workers: `lab clean` removes every lab
-    namespace, so a lab running in another worker would lose its namespaces."""
-    import tempfile
-
-    from filelock import FileLock
-
-    with FileLock(Path(tempfile.gettempdir()) / "cellwall-lab-tests.lock"):
-        yield
