@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages that the tests and the demo use.
-APT_PACKAGES := nftables iptables softflowd nfdump postgresql openssl graphviz iproute2 default-jre-headless
+APT_PACKAGES := nftables iptables ipset softflowd nfdump postgresql openssl graphviz iproute2 default-jre-headless ulogd2 ulogd2-json
 DEMO_OUT ?= demo-output
 PYTEST_ARGS ?=
 

@@ -123,6 +123,15 @@ def test_the_cli_runs_the_lab_and_cleans(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["disagreements"] == [] and doc["classes"] == 3
+    args = ["lab", "verify", "--inventory", str(inv), "--policy", str(tmp_path / "policy")]
+    args += ["--sample", "2", "--json", "--home", str(tmp_path / "home")]
+    r = runner.invoke(app, [*args, "--target", "iptables", "--no-ends"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["target"] == "iptables" and doc["disagreements"] == [] and doc["probes"] > 0
+    assert doc["ends"] == []
+    r = runner.invoke(app, [*args, "--target", "calico"])
+    assert r.exit_code == 2 and "nftables or iptables" in r.output
     netns.add(f"{PREFIX}-stale")
     r = runner.invoke(app, ["lab", "clean"])
     assert r.exit_code == 0 and _leftovers() == []

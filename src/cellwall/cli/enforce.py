@@ -142,14 +142,21 @@ def agent_command(
     netns: Annotated[
         str | None, typer.Option("--netns", help="Apply inside this network namespace.")
     ] = None,
+    drop_log: Annotated[
+        bool,
+        typer.Option(
+            "--drop-log/--no-drop-log",
+            help="Collect drop logs (NFLOG via ulogd) as agent-drops rows in STATE/drops.jsonl.",
+        ),
+    ] = True,
     json_out: JsonOpt = False,
 ) -> None:
-    """Fetch, verify and apply the signed bundle; guard the table; report counters."""
+    """Fetch, verify and apply the signed bundle; guard the table; report counters and drops."""
     from cellwall.enforce.agent import AgentConfig
     from cellwall.services.enforce import run_agent
 
     with handled():
-        config = AgentConfig(bundle, host, state, key, netns)
+        config = AgentConfig(bundle, host, state, key, netns, drop_log=drop_log)
         results = run_agent(config, once=once, interval=interval)
         last = results[-1]
         if json_out:
@@ -159,7 +166,8 @@ def agent_command(
                 f"{last.outcome}: serial {last.serial}"
                 + (f" ({last.reason})" if last.reason else "")
                 + (", table repaired" if last.repaired else "")
-                + f", {last.reported} counter rows reported",
+                + f", {last.reported} counter rows reported"
+                + (f", {last.drops} drops logged" if drop_log else ""),
                 highlight=False,
             )
         if last.outcome in ("rejected", "refused"):
@@ -177,11 +185,20 @@ def lab_verify_command(
     at: Annotated[
         str | None, typer.Option("--at", help="The instant whose addresses count (else now).")
     ] = None,
+    target: Annotated[
+        str, typer.Option(help="The host target to apply: nftables, or iptables (with ipset).")
+    ] = "nftables",
+    ends: Annotated[
+        bool,
+        typer.Option(
+            help="Also probe address ends: IP lists, the internet, admin networks, controllers."
+        ),
+    ] = True,
     json_out: JsonOpt = False,
     home: HomeOpt = None,
     now: NowOpt = None,
 ) -> None:
-    """Build namespaces, apply the compiled nftables, probe, compare. Exit 1 on a
+    """Build namespaces, apply the compiled rulesets, probe, compare. Exit 1 on a
     disagreement."""
     from cellwall.services.enforce import lab_verify
 
@@ -193,6 +210,8 @@ def lab_verify_command(
             sample=sample,
             timeout=timeout,
             at=parse_time(at, now, "--at"),
+            target=target,
+            ends=ends,
         )
         if json_out:
             emit_json(result.to_dict())

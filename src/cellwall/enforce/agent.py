@@ -13,7 +13,10 @@ One :meth:`Agent.cycle`:
    table fails, **roll back** to the last-known-good ruleset.
 5. **guard** the table: when its listing no longer hashes to what the agent applied
    (someone added, removed or changed a rule), re-apply the last-known-good ruleset.
-6. **report** the rule counters that moved as ``agent-counters`` rows.
+6. **report** the rule counters that moved as ``agent-counters`` rows;
+7. with ``drop_log``, **collect** the drop logs since the last cycle as ``agent-drops`` rows,
+   one per logged connection attempt (:mod:`cellwall.enforce.droplog`; the collector, ulogd
+   in the host's namespace, is started when it does not run).
 
 Each step writes an event to ``STATE/events.jsonl``. The agent owns table ``inet cellwall``
 only; nothing else in the host's ruleset is read or changed.
@@ -33,6 +36,7 @@ from urllib.parse import unquote, urlparse
 from cellwall.enforce.bundle import BundleError, Manifest, load_public_key, opened_bundle
 from cellwall.enforce.bundle import verify_bundle as _verify
 from cellwall.enforce.counters import counter_rows
+from cellwall.enforce.droplog import Cursor, DropCollector, DropLogError, drop_rows
 from cellwall.enforce.guard import checked_listing, management_problems
 from cellwall.enforce.nft import Nft, NftError, table_digest
 from cellwall.enforce.state import AgentState, StateDir
@@ -65,6 +69,8 @@ class AgentConfig:
     public_key: Path
     #: Run ``nft`` in this network namespace (the lab and the tests); None: the agent's own.
     netns: str | None = None
+    #: Collect drop logs (NFLOG, through ulogd) as ``agent-drops`` rows.
+    drop_log: bool = False
 
 
 @dataclass
@@ -77,6 +83,7 @@ class CycleResult:
     repaired: bool = False
     reported: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
+    drops: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +92,7 @@ class CycleResult:
             "reason": self.reason,
             "repaired": self.repaired,
             "reported": self.reported,
+            "drops": self.drops,
         }
 
 
@@ -98,6 +106,7 @@ class Agent:
         nft: Nft | None = None,
         validate: Validator = checked_listing,
         clock: Callable[[], datetime] = _utcnow,
+        collector: DropCollector | None = None,
     ) -> None:
         self.config = config
         self.nft = nft or Nft(config.netns)
@@ -105,6 +114,9 @@ class Agent:
         self.clock = clock
         self.store = StateDir(config.state_dir)
         self._key = load_public_key(config.public_key)
+        if collector is None and config.drop_log:
+            collector = DropCollector(self.store.droplog_dir, config.netns)
+        self.collector = collector
         self._events: list[dict[str, Any]] = []
 
     def _event(self, kind: str, **details: Any) -> None:
@@ -118,8 +130,16 @@ class Agent:
         outcome, reason = self._update(state)
         repaired = outcome != "applied" and self._guard(state)
         reported = self._report(state, started)
+        drops = self._collect_drops(state)
         self.store.save(state)
-        return CycleResult(outcome, state.serial, reason, repaired, reported, self._events)
+        result = CycleResult(outcome, state.serial, reason, repaired, reported, self._events)
+        result.drops = drops
+        return result
+
+    def close(self) -> None:
+        """Stop the drop collector (a running agent leaves it running between cycles)."""
+        if self.collector is not None:
+            self.collector.stop()
 
     def run(
         self,
@@ -225,4 +245,21 @@ class Agent:
         )
         state.reported_at = end.isoformat()
         self.store.append_report(rows)
+        return len(rows)
+
+    def _collect_drops(self, state: AgentState) -> int:
+        if self.collector is None:
+            return 0
+        try:
+            if self.collector.ensure():
+                self._event("drop-log-started", group=self.collector.group)
+        except DropLogError as exc:
+            self._event("drop-log-unavailable", message=str(exc))
+            return 0
+        lines, cursor = self.collector.collect(Cursor(**state.droplog))
+        state.droplog = {"inode": cursor.inode, "offset": cursor.offset}
+        rows, foreign = drop_rows(lines, host=self.config.host, serial=state.serial)
+        if foreign:
+            self._event("drop-log-foreign", lines=foreign)
+        self.store.append_drops(rows)
         return len(rows)

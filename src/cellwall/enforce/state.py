@@ -6,6 +6,8 @@
       state.json        serial, version, manifest hash, digest of the applied table, counters
       last-good.nft     the last ruleset that applied and passed its checks
       report.jsonl      counter reports (the ``agent-counters`` flow format)
+      drops.jsonl       one row per logged drop (the ``agent-drops`` flow format)
+      droplog/          the drop collector's files (:mod:`cellwall.enforce.droplog`)
       events.jsonl      one line per cycle event (applied, rejected, unreachable, tamper...)
 
 Every write goes through a temporary file and ``os.replace``, so a crash never leaves a
@@ -36,6 +38,8 @@ class AgentState:
     #: "chain/index/rule_id" → [packets, bytes] at the last report.
     counters: dict[str, list[int]] = field(default_factory=dict)
     reported_at: str | None = None
+    #: Where the drop collector stopped reading its log: {"inode": ..., "offset": ...}.
+    droplog: dict[str, int] = field(default_factory=dict)
 
 
 class StateDir:
@@ -47,6 +51,14 @@ class StateDir:
     @property
     def report_path(self) -> Path:
         return self.root / "report.jsonl"
+
+    @property
+    def drops_path(self) -> Path:
+        return self.root / "drops.jsonl"
+
+    @property
+    def droplog_dir(self) -> Path:
+        return self.root / "droplog"
 
     @property
     def events_path(self) -> Path:
@@ -86,6 +98,9 @@ class StateDir:
 
     def append_report(self, rows: list[dict[str, Any]]) -> None:
         self._append(self.report_path, rows)
+
+    def append_drops(self, rows: list[dict[str, Any]]) -> None:
+        self._append(self.drops_path, rows)
 
     def event(self, kind: str, **details: Any) -> dict[str, Any]:
         row = {"ts": datetime.now(UTC).isoformat(), "event": kind, **details}

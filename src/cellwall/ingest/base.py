@@ -143,6 +143,7 @@ _BUILTIN_MODULES = (
     "cellwall.ingest.hubble",
     "cellwall.ingest.zeek_dns",
     "cellwall.ingest.agent_counters",
+    "cellwall.ingest.agent_drops",
 )
 _loaded = False
 

@@ -10,7 +10,11 @@ Layout (see ``docs/targets.md``):
   ICMPv6, ``(peer . protocol)`` for the rest. A lookup costs the same for 10 or 100k
   entries. An entry jumps to the deciding rule's chain.
 - One chain and one named counter per rule: ``allow_ID`` (count, accept) or ``deny_ID``
-  (count, log ``cw:drop:ID``, drop; in visibility mode log ``cw:would:ID`` and accept).
+  (log ``cw:drop:ID``, count, drop; in visibility mode log ``cw:would:ID``, count, accept).
+- Drop logs go to NFLOG group :data:`LOG_GROUP` (the agent's drop collector reads them) with
+  the rule id in the prefix, headers only (``snaplen``), through one named limit
+  (``log_rate``) that the whole table shares: a flood cannot overwhelm the host, and the
+  verdict never depends on the limit (the log is a rule of its own, before the verdict).
 """
 
 from __future__ import annotations
@@ -23,7 +27,16 @@ from cellwall.model.policy import Service
 from cellwall.targets.base import Artefact, Artefacts, Target, register
 from cellwall.targets.plan import Entry, Estate, HostPlan, MgmtRule
 
-__all__ = ["NftablesTarget", "counter_name", "counter_rule_id", "host_file", "render_host"]
+__all__ = [
+    "LOG_GROUP",
+    "LOG_RATE",
+    "NftablesTarget",
+    "counter_name",
+    "counter_rule_id",
+    "host_file",
+    "log_prefix",
+    "render_host",
+]
 
 TABLE = "cellwall"
 _PROTO_WORD = {6: "tcp", 17: "udp", 132: "sctp"}
@@ -31,6 +44,23 @@ _ICMP_WORD = {1: "icmp", 58: "icmpv6"}
 _MGMT_NAMES = {"management:admin": "mgmt_admin", "management:control": "mgmt_control"}
 _ND = "nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert"
 _LOG_MAX = 120
+#: The NFLOG group of drop (and would-drop) logs.
+LOG_GROUP = 7
+#: The table-wide budget of log records: ``rate/second`` with a burst of ``burst``.
+LOG_RATE = (50, 100)
+_SNAPLEN = 128  # IPv6 + TCP headers with options; no payload leaves the kernel
+
+
+def log_prefix(verdict: str, rule_id: str) -> str:
+    """The log prefix of a rule's drop (``drop``) or would-drop (``would``): ``cw:V:ID ``."""
+    return f"cw:{verdict}:{rule_id[:_LOG_MAX]} "
+
+
+def _log(verdict: str, rule_id: str) -> str:
+    return (
+        f'limit name log_rate log prefix "{log_prefix(verdict, rule_id)}" '
+        f"group {LOG_GROUP} snaplen {_SNAPLEN}"
+    )
 
 
 def host_file(host: str, ext: str) -> str:
@@ -136,6 +166,9 @@ class _Renderer:
         for n in sorted({*names, "na_in", "na_out", "infra_nd"}):
             self.emit(f"counter {n} {{")
             self.emit("}")
+        self.emit("limit log_rate {")
+        self.emit(f"rate {LOG_RATE[0]}/second burst {LOG_RATE[1]} packets", 2)
+        self.emit("}")
 
     def rule_chains(self) -> None:
         ir = self.estate.ir
@@ -146,9 +179,11 @@ class _Renderer:
             if r.verdict == 0:
                 self.emit(f"counter name {cn} accept", 2)
             elif self.plan.mode == "visibility":
-                self.emit(f'counter name {cn} log prefix "cw:would:{r.id[:_LOG_MAX]} " accept', 2)
+                self.emit(_log("would", r.id), 2)
+                self.emit(f"counter name {cn} accept", 2)
             else:
-                self.emit(f'counter name {cn} log prefix "cw:drop:{r.id[:_LOG_MAX]} " drop', 2)
+                self.emit(_log("drop", r.id), 2)
+                self.emit(f"counter name {cn} drop", 2)
             self.emit("}")
 
     def mgmt_sets(self) -> list[tuple[MgmtRule, int, str]]:
@@ -219,9 +254,11 @@ class _Renderer:
             self.emit(rule, 2)
         na = f"na_{direction}"
         if self.plan.mode == "full":
-            self.emit(f'counter name {na} log prefix "cw:drop:not-allowed " drop', 2)
+            self.emit(_log("drop", "not-allowed"), 2)
+            self.emit(f"counter name {na} drop", 2)
         else:
-            self.emit(f'counter name {na} log prefix "cw:would:not-allowed " accept', 2)
+            self.emit(_log("would", "not-allowed"), 2)
+            self.emit(f"counter name {na} accept", 2)
         self.emit("}")
 
     def render(self) -> str:
