@@ -242,6 +242,7 @@ def classification_rate(n: int = 60_000) -> dict[str, float]:
 def run(seconds: int = 10) -> dict[str, Any]:
     scale = float(os.environ.get("BENCH_SCALE", "1"))
     secs = max(3, int(seconds * scale))
+    clients = os.environ.get("BENCH_DBPROXY_CLIENTS", "4")
     sys.path.insert(0, str(ROOT))
     from tests.dbfw.pgserver import free_port, start_postgres
 
@@ -264,7 +265,7 @@ def run(seconds: int = 10) -> dict[str, Any]:
             proc = _start_proxy(home, tcp, port, "enforce")
             try:
                 for m in ("prepared", "simple"):
-                    args = ["-S", "-M", m, "-c", "4", "-j", "2", "-T", "1"]
+                    args = ["-S", "-M", m, "-c", clients, "-j", "2", "-T", "1"]
                     for p in (pg.port, port):  # warm both paths
                         _pgbench(pg.bindir, p, args, work)
                     args[-1] = run_secs
@@ -281,7 +282,7 @@ def run(seconds: int = 10) -> dict[str, Any]:
                 _stop(proc)
             proc = _start_proxy(home, unix, port, "enforce")
             try:
-                args = ["-S", "-M", "prepared", "-c", "4", "-j", "2", "-T", run_secs]
+                args = ["-S", "-M", "prepared", "-c", clients, "-j", "2", "-T", run_secs]
                 got = _compare(pg.bindir, pg.port, port, _meter(pg.data, proc), args, work)
                 res["unix_prepared_ratio"] = got["ratio"]
                 res["unix_proxy_cpu_us_prepared"] = got["proxy:proxy"]
@@ -303,6 +304,7 @@ def run(seconds: int = 10) -> dict[str, Any]:
         **cls,
         "classify_ratio": round(cls["classify_qps"] / 30_000, 2),
         "cores": os.cpu_count(),
+        "clients": int(clients),
         "ratio": round(prepared, 3),
     }
 
