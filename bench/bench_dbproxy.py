@@ -86,6 +86,12 @@ def _cpu_seconds(pid: int, children: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _proxy_cpu(pid: int) -> float:
+    """The proxy's CPU seconds, with its worker processes' (``--workers``)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return _cpu_seconds(pid) + sum(_cpu_seconds(int(c)) for c in children)
+
+
 class _CpuMeter:
     """CPU seconds of pgbench (this process's exited children), of PostgreSQL (the
     postmaster and the backends it reaped) and of the proxy, between two readings."""
@@ -98,7 +104,7 @@ class _CpuMeter:
         return (
             ru.ru_utime + ru.ru_stime,
             _cpu_seconds(self.postmaster, children=True),
-            _cpu_seconds(self.proxy),
+            _proxy_cpu(self.proxy),
         )
 
 
@@ -167,7 +173,9 @@ def _meter(data: Path, proxy: subprocess.Popen[bytes]) -> _CpuMeter:
     return _CpuMeter(postmaster, proxy.pid)
 
 
-def _start_proxy(home: Path, upstream: str, port: int, mode: str) -> subprocess.Popen[bytes]:
+def _start_proxy(
+    home: Path, upstream: str, port: int, mode: str, workers: int = 1
+) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
         "-m",
@@ -182,6 +190,8 @@ def _start_proxy(home: Path, upstream: str, port: int, mode: str) -> subprocess.
         "--home",
         str(home),
         "--no-inventory",
+        "--workers",
+        str(workers),
     ]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
     assert proc.stderr is not None
@@ -288,6 +298,17 @@ def run(seconds: int = 10) -> dict[str, Any]:
                 res["unix_proxy_cpu_us_prepared"] = got["proxy:proxy"]
             finally:
                 _stop(proc)
+            # One proxy process per core (--workers), as it is deployed on a shared host.
+            workers = os.cpu_count() or 2
+            proc = _start_proxy(home, tcp, port, "enforce", workers)
+            try:
+                for m in ("prepared", "simple"):
+                    args = ["-S", "-M", m, "-c", clients, "-j", "2", "-T", run_secs]
+                    got = _compare(pg.bindir, pg.port, port, _meter(pg.data, proc), args, work)
+                    res[f"workers_{m}_ratio"] = got["ratio"]
+                    res[f"workers_proxy_cpu_us_{m}"] = got["proxy:proxy"]
+            finally:
+                _stop(proc)
     finally:
         pg.stop()
     cls = classification_rate()
@@ -305,6 +326,7 @@ def run(seconds: int = 10) -> dict[str, Any]:
         "classify_ratio": round(cls["classify_qps"] / 30_000, 2),
         "cores": os.cpu_count(),
         "clients": int(clients),
+        "workers": os.cpu_count() or 2,
         "ratio": round(prepared, 3),
     }
 

@@ -52,6 +52,13 @@ def dbproxy(
     ] = None,
     max_message: Annotated[int, typer.Option(help="Largest query message buffered, in bytes.")] = 16
     << 20,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Proxy processes sharing the port (SO_REUSEPORT); about one per core.",
+        ),
+    ] = 1,
     no_inventory: Annotated[
         bool, typer.Option("--no-inventory", help="Identify clients by address only.")
     ] = False,
@@ -63,7 +70,7 @@ def dbproxy(
     if ctx.invoked_subcommand is not None:
         ctx.obj = {"home": home}
         return
-    from cellwall.dbfw.proxy import DbProxy, ProxyConfig, parse_hostport
+    from cellwall.dbfw.proxy import ProxyConfig, parse_hostport
     from cellwall.dbfw.tls import TLSConfig, UpstreamTLS
     from cellwall.services.dbfw import parse_mode as _mode
     from cellwall.services.dbfw import run_proxy
@@ -90,10 +97,11 @@ def dbproxy(
             max_message=max_message,
         )
 
-        def ready(proxy: DbProxy) -> None:
+        def ready(port: int) -> None:
+            more = f" in {workers} processes" if workers > 1 else ""
             err.print(
                 f"cellwall dbproxy: {mode} mode, listening on "
-                f"{config.listen[0]}:{proxy.port}, upstream {upstream}"
+                f"{config.listen[0]}:{port}{more}, upstream {upstream}"
             )
 
         stats = run_proxy(
@@ -104,6 +112,7 @@ def dbproxy(
             use_inventory=not no_inventory,
             actor=actor,
             on_ready=ready,
+            workers=workers,
         )
         if as_json:
             emit_json(stats)

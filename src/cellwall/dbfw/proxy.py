@@ -41,6 +41,8 @@ class ProxyConfig:
     max_message: int = 16 << 20
     startup_timeout: float = 30.0
     flush_interval: float = 5.0
+    #: Share the listening port with other proxy processes (SO_REUSEPORT; ``--workers``).
+    reuse_port: bool = False
 
 
 @dataclass
@@ -94,7 +96,9 @@ class DbProxy:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         host, port = self.config.listen
-        self._server = await loop.create_server(self._accept, host, port, reuse_address=True)
+        self._server = await loop.create_server(
+            self._accept, host, port, reuse_address=True, reuse_port=self.config.reuse_port or None
+        )
         if self.store is not None:
             self._flusher = asyncio.create_task(self._flush_loop())
 

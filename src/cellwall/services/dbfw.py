@@ -13,6 +13,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = [
     "list_fingerprints",
     "review_fingerprints",
     "run_proxy",
+    "serve_one",
 ]
 
 
@@ -90,16 +92,68 @@ def run_proxy(
     alerts: Path | None = None,
     use_inventory: bool = True,
     actor: str | None = None,
-    on_ready: Callable[[DbProxy], None] = lambda _: None,
+    on_ready: Callable[[int], None] = lambda _: None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Serve until SIGINT or SIGTERM; returns the session counters."""
-    proxy = build_proxy(ws, config, mode, alerts=alerts, use_inventory=use_inventory)
+    """Serve until SIGINT or SIGTERM; returns the session counters. ``on_ready`` gets the
+    port once it listens. With ``workers`` above 1, that many processes share the port
+    (:mod:`cellwall.dbfw.workers`)."""
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if workers > 1 and config.listen[1] == 0:
+        raise UsageError("--workers above 1 needs a fixed --listen port, not 0")
     AuditLog(ws.engine).record(
         current_actor(actor),
         "dbproxy.start",
         f"{config.listen[0]}:{config.listen[1]}",
-        details={"upstream": f"{config.upstream[0]}:{config.upstream[1]}", "mode": mode.value},
+        details={
+            "upstream": f"{config.upstream[0]}:{config.upstream[1]}",
+            "mode": mode.value,
+            "workers": workers,
+        },
     )
+    if workers > 1:
+        from cellwall.dbfw.workers import run_workers
+
+        job = WorkerJob(ws.home, replace(config, reuse_port=True), mode, alerts, use_inventory)
+        return run_workers(job, workers, on_ready)
+    return serve_one(ws, config, mode, alerts=alerts, use_inventory=use_inventory,
+                     on_ready=lambda proxy: on_ready(proxy.port))  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerJob:
+    """What one proxy process needs, picklable for a worker process."""
+
+    home: Path
+    config: ProxyConfig
+    mode: Mode
+    alerts: Path | None
+    use_inventory: bool
+
+    def serve(self, on_ready: Callable[[DbProxy], None]) -> dict[str, Any]:
+        ws = Workspace.resolve(self.home)
+        return serve_one(
+            ws,
+            self.config,
+            self.mode,
+            alerts=self.alerts,
+            use_inventory=self.use_inventory,
+            on_ready=on_ready,
+        )
+
+
+def serve_one(
+    ws: Workspace,
+    config: ProxyConfig,
+    mode: Mode,
+    *,
+    alerts: Path | None = None,
+    use_inventory: bool = True,
+    on_ready: Callable[[DbProxy], None] = lambda _: None,
+) -> dict[str, Any]:
+    """One proxy process: serve until SIGINT or SIGTERM; its counters."""
+    proxy = build_proxy(ws, config, mode, alerts=alerts, use_inventory=use_inventory)
 
     async def main() -> None:
         stop = asyncio.Event()
