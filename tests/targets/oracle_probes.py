@@ -21,6 +21,8 @@ from cellwall.enforce.lab_plan import LabHost, LabPlan, plan_lab
 from cellwall.model.inventory import Workload
 from cellwall.model.policy import PolicySet
 from cellwall.policy.judge import judge
+from cellwall.services.compile import compile_policy, make_estate
+from cellwall.targets.plan import Estate
 
 ECHO = {1: 8, 58: 128}
 
@@ -72,6 +74,30 @@ def lab_probes(
                     n = ECHO[proto] if port is None else port
                     out.append(OracleProbe(c.name, s.name, src, dst, proto, n))
     return plan, out
+
+
+def compile_for_plan(
+    plan: LabPlan, target: str, at: datetime, allow_expired: bool = False
+) -> tuple[list[str], dict[str, str], Estate]:
+    """The ``target`` objects of every class the plan's probes reach, the rules the target
+    reported unsupported (id: reason), and the estate they were compiled from."""
+    estate = make_estate(plan.policy, plan.workloads, at)
+    texts: list[str] = []
+    unsupported: dict[str, str] = {}
+    for host in plan.hosts:
+        arts = compile_policy(
+            plan.policy,
+            plan.workloads,
+            target,
+            host=host.name,
+            at=at,
+            allow_expired=allow_expired,
+            today=at.date(),
+            estate=estate,
+        )
+        texts += [f.text for f in arts.files]
+        unsupported.update({u.rule_id: u.reason for u in arts.unsupported})
+    return texts, unsupported, estate
 
 
 def endpoints(plan: LabPlan) -> dict[str, dict[str, str]]:

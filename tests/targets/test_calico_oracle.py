@@ -12,10 +12,16 @@ import pytest
 
 from cellwall.model.inventory import Workload
 from cellwall.model.policy import PolicySet
-from cellwall.services.compile import compile_policy, make_estate
 from tests.targets.common import AT, fixture_estate
 from tests.targets.oracle_calico import CalicoOracle, OracleError, parse_selector
-from tests.targets.oracle_probes import Comparison, compare, edge_estate, endpoints, lab_probes
+from tests.targets.oracle_probes import (
+    Comparison,
+    compare,
+    compile_for_plan,
+    edge_estate,
+    endpoints,
+    lab_probes,
+)
 
 
 def test_selectors_read_as_calico_reads_them() -> None:
@@ -75,21 +81,7 @@ def _check(
     allow_expired: bool = False,
 ) -> Comparison:
     plan, probes = lab_probes(ps, workloads, at, sample)
-    estate = make_estate(plan.policy, plan.workloads, at)
-    texts, unsupported = [], {}
-    for host in plan.hosts:  # the objects of every class the probes reach
-        arts = compile_policy(
-            plan.policy,
-            plan.workloads,
-            "calico",
-            host=host.name,
-            at=at,
-            allow_expired=allow_expired,
-            today=at.date(),
-            estate=estate,
-        )
-        texts += [f.text for f in arts.files]
-        unsupported.update({u.rule_id: u.reason for u in arts.unsupported})
+    texts, unsupported, _ = compile_for_plan(plan, "calico", at, allow_expired)
     oracle = CalicoOracle.from_texts(texts, endpoints(plan))
     return compare(plan, probes, oracle.allowed, unsupported)
 

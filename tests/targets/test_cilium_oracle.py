@@ -12,10 +12,17 @@ import pytest
 
 from cellwall.model.inventory import Workload
 from cellwall.model.policy import PolicySet
-from cellwall.services.compile import compile_policy, make_estate
+from cellwall.services.compile import compile_policy
 from tests.targets.common import AT, fixture_estate, judged_blocked
 from tests.targets.oracle_cilium import CiliumOracle, OracleError
-from tests.targets.oracle_probes import Comparison, compare, edge_estate, endpoints, lab_probes
+from tests.targets.oracle_probes import (
+    Comparison,
+    compare,
+    compile_for_plan,
+    edge_estate,
+    endpoints,
+    lab_probes,
+)
 
 
 def test_endpoints_by_labels_and_cidrs_only_for_the_world() -> None:
@@ -57,21 +64,7 @@ def _check(
     allow_expired: bool = False,
 ) -> Comparison:
     plan, probes = lab_probes(ps, workloads, at, sample)
-    estate = make_estate(plan.policy, plan.workloads, at)
-    texts, unsupported = [], {}
-    for host in plan.hosts:  # the objects of every class the probes reach
-        arts = compile_policy(
-            plan.policy,
-            plan.workloads,
-            "cilium",
-            host=host.name,
-            at=at,
-            allow_expired=allow_expired,
-            today=at.date(),
-            estate=estate,
-        )
-        texts += [f.text for f in arts.files]
-        unsupported.update({u.rule_id: u.reason for u in arts.unsupported})
+    texts, unsupported, estate = compile_for_plan(plan, "cilium", at, allow_expired)
     # L7: an HTTP-narrowed rule is enforced by Cilium's proxy on requests, not probed here
     for r in estate.ir.rules:
         if any(s.http_methods or s.http_paths for s, _ in r.narrowed):

@@ -323,19 +323,25 @@ def _not_probed(plan: LabPlan, protos: set[int]) -> list[Outcome]:
     probes = _probes(skipped, {h.name: "-" for h in [*plan.hosts, *plan.ends]})
     verdicts = _predict(plan, probes).to_pylist()
     return [
-        Outcome(
-            c.name,
-            s.name,
-            _service(p),
-            p.family,
-            v["verdict"],
-            v["rule_id"],
-            bool(v["blocked"]),
-            False,
-            probed=False,
-        )
-        for (c, s, p), v in zip(probes, verdicts, strict=True)
+        _outcome(t, v, False, probed=False) for t, v in zip(probes, verdicts, strict=True)
     ]
+
+
+def _outcome(
+    triple: Triple, v: dict[str, Any], observed_blocked: bool, *, probed: bool = True
+) -> Outcome:
+    c, s, p = triple
+    return Outcome(
+        c.name,
+        s.name,
+        _service(p),
+        p.family,
+        v["verdict"],
+        v["rule_id"],
+        bool(v["blocked"]),
+        observed_blocked,
+        probed=probed,
+    )
 
 
 def _compare(
@@ -347,17 +353,8 @@ def _compare(
     seconds: float,
 ) -> LabResult:
     agreed, wrong, apart = 0, [], []
-    for (c, s, p), v, ok in zip(probes, verdicts, seen, strict=True):
-        o = Outcome(
-            c.name,
-            s.name,
-            _service(p),
-            p.family,
-            v["verdict"],
-            v["rule_id"],
-            bool(v["blocked"]),
-            not ok,
-        )
+    for t, v, ok in zip(probes, verdicts, seen, strict=True):
+        o = _outcome(t, v, not ok)
         if o.rule_id in compiled.unsupported:
             apart.append(o)
         elif o.expected_blocked == o.observed_blocked:

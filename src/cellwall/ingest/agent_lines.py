@@ -9,6 +9,7 @@ a value that does not fit).
 from __future__ import annotations
 
 import json
+from abc import abstractmethod
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, BinaryIO, ClassVar
@@ -52,8 +53,9 @@ class AgentLinesSource(FlowSource):
         return bool(cls.mark) and head.lstrip().startswith(cls.mark)
 
     @staticmethod
+    @abstractmethod
     def row(doc: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+        """One object as flow columns; ValueError or TypeError for a value that does not fit."""
 
     def _table(self, rows: list[dict[str, Any]], pos: list[int], file: str) -> pa.Table:
         cols: dict[str, Any] = {k: [r[k] for r in rows] for k in rows[0]}

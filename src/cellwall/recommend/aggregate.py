@@ -23,6 +23,7 @@ from cellwall.recommend.model import Evidence, RecommendConfig
 
 __all__ = [
     "ClassEdge",
+    "CodedEdges",
     "class_edges",
     "edge_columns",
     "generalise_ids",
@@ -201,6 +202,34 @@ def generalise_ids(
         other[rows] = target[inverse.ravel()]
 
 
+@dataclass
+class CodedEdges:
+    """Workload-level edges with their names coded once and their ends classified: ``src``
+    and ``dst`` index ``keys`` (class keys, before external ends are generalised)."""
+
+    c_codes: np.ndarray
+    c_names: list[str]
+    s_codes: np.ndarray
+    s_names: list[str]
+    svc_codes: np.ndarray
+    svc_names: list[str]
+    ids: dict[ClassKey, int]
+    keys: list[ClassKey]
+    src: np.ndarray
+    dst: np.ndarray
+
+    @classmethod
+    def of(cls, edges: pa.Table, classifier: Classifier) -> CodedEdges:
+        ids: dict[ClassKey, int] = {}
+        keys: list[ClassKey] = []
+        c_codes, c_names = node_codes(edges["client"])
+        s_codes, s_names = node_codes(edges["server"])
+        svc_codes, svc_names = node_codes(edges["service"])
+        src = key_ids(c_names, classifier, ids, keys)[c_codes]
+        dst = key_ids(s_names, classifier, ids, keys)[s_codes]
+        return cls(c_codes, c_names, s_codes, s_names, svc_codes, svc_names, ids, keys, src, dst)
+
+
 def class_edges(
     edges: pa.Table, classifier: Classifier, config: RecommendConfig
 ) -> list[ClassEdge]:
@@ -209,13 +238,10 @@ def class_edges(
     pooled."""
     if edges.num_rows == 0:
         return []
-    ids: dict[ClassKey, int] = {}
-    keys: list[ClassKey] = []
-    c_codes, c_names = node_codes(edges["client"])
-    s_codes, s_names = node_codes(edges["server"])
-    svc_codes, svc_names = node_codes(edges["service"])
-    src = key_ids(c_names, classifier, ids, keys)[c_codes]
-    dst = key_ids(s_names, classifier, ids, keys)[s_codes]
+    coded = CodedEdges.of(edges, classifier)
+    ids, keys, src, dst = coded.ids, coded.keys, coded.src, coded.dst  # generalised in place
+    c_codes, c_names, s_codes, s_names = coded.c_codes, coded.c_names, coded.s_codes, coded.s_names
+    svc_codes, svc_names = coded.svc_codes, coded.svc_names
     generalise_ids(src, dst, svc_codes, keys, ids, config)
     inv, g = group_codes(src, dst, svc_codes)
     cols = edge_columns(edges)

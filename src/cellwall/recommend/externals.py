@@ -18,12 +18,11 @@ import numpy as np
 import pyarrow as pa
 
 from cellwall.recommend.aggregate import (
+    CodedEdges,
     edge_columns,
     generalise_ids,
     group_codes,
     key_id,
-    key_ids,
-    node_codes,
     reduce_groups,
 )
 from cellwall.recommend.classes import Classifier, ClassKey
@@ -43,13 +42,9 @@ def one_off_externals(
     n = edges.num_rows
     if n == 0:
         return np.ones(0, bool), []
-    ids: dict[ClassKey, int] = {}
-    keys: list[ClassKey] = []
-    c_codes, c_names = node_codes(edges["client"])
-    s_codes, s_names = node_codes(edges["server"])
-    svc_codes, svc_names = node_codes(edges["service"])
-    raw_src = key_ids(c_names, classifier, ids, keys)[c_codes]
-    raw_dst = key_ids(s_names, classifier, ids, keys)[s_codes]
+    coded = CodedEdges.of(edges, classifier)
+    ids, keys, svc_codes, svc_names = coded.ids, coded.keys, coded.svc_codes, coded.svc_names
+    raw_src, raw_dst = coded.src, coded.dst
     src, dst = raw_src.copy(), raw_dst.copy()
     generalise_ids(src, dst, svc_codes, keys, ids, config)
     loose = np.array([k[0] in ("net", "addr") for k in keys], bool)
