@@ -6,6 +6,8 @@ import multiprocessing
 import threading
 from pathlib import Path
 
+import pytest
+
 from cellwall.review import ConflictError, ReviewStore
 from cellwall.services.review import act_on_rules, list_review
 from cellwall.workspace import Workspace
@@ -62,3 +64,14 @@ def test_two_processes_approving_at_once_lose_nothing(ws: Workspace) -> None:
     assert {states[r] for r in rules} == {"approved"}
     events = ReviewStore(ws.engine).events()
     assert sum(e.action == "approve" for e in events) == len(rules)
+
+
+def test_a_stale_revision_is_a_conflict_even_when_the_state_moved_on(ws: Workspace) -> None:
+    # The race above, with the loser arriving after the winner finished: its view of the
+    # rule (revision) is stale, which is a conflict to retry, not a usage error.
+    store = ReviewStore(ws.engine)
+    rec = store.rules(("proposed",))[0]
+    store.transition(rec.rule_id, "reject", "reviewer-a", "first", rev=rec.rev)
+    with pytest.raises(ConflictError, match="changed by someone else"):
+        store.transition(rec.rule_id, "approve", "reviewer-b", "second", rev=rec.rev)
+    assert store.get(rec.rule_id).state == "rejected"

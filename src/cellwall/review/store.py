@@ -263,6 +263,12 @@ class ReviewStore:
         sources, target = TRANSITIONS[action]
         rec = self.get(rule_id)
         expected = rec.rev if rev is None else rev
+        if rec.rev != expected:  # the caller's view is stale: someone moved it meanwhile
+            raise ConflictError(
+                f"{rule_id} was changed by someone else meanwhile (revision {rec.rev}, "
+                f"not {expected})",
+                hint="list it again and retry",
+            )
         if rec.state not in sources:
             raise UsageError(
                 f"{rule_id} is {rec.state}; {action} needs {' or '.join(sources)}",
