@@ -180,3 +180,18 @@ def test_cli_verify_head_and_tamper(tmp_path: Path) -> None:
     assert [(b["id"], b["problem"]) for b in json.loads(bad.stdout)["breaks"]] == [(2, "altered")]
     wrong = runner.invoke(app, ["audit", "verify", *args, "--anchor", "5:nothex"])
     assert wrong.exit_code == 2 and "SEQ:DIGEST" in wrong.output
+
+
+def test_a_deleted_head_stops_recording_with_a_clear_error(tmp_path: Path) -> None:
+    from cellwall.errors import WorkspaceError
+
+    log = _log(tmp_path)
+    _sql(log, "DELETE FROM audit_head")
+    with pytest.raises(WorkspaceError, match="head row is missing"):
+        log.record("x", "policy.load", "v9")
+    assert [e.id for e in log.entries()] == [5, 4, 3, 2, 1]  # nothing half-written
+    # A fresh process must not re-seal the chain (that would hide the tampering).
+    again = AuditLog(sa.create_engine(f"sqlite:///{tmp_path / 'home' / 'state.db'}"))
+    assert [(b.id, b.problem) for b in again.verify().breaks] == [(5, "truncated")]
+    with pytest.raises(WorkspaceError):
+        again.record("x", "policy.load", "v9")

@@ -28,14 +28,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cellwall.errors import WorkspaceError
+
 __all__ = [
     "GENESIS",
     "AuditEntry",
     "AuditLog",
     "Break",
     "Verification",
+    "anchors_from",
     "current_actor",
     "entry_digest",
+    "parse_anchor",
 ]
 
 metadata = sa.MetaData()
@@ -191,7 +195,13 @@ def _prepare(engine: sa.Engine) -> None:
                         conn.execute(sa.text("ALTER TABLE audit_log ADD COLUMN prev VARCHAR(64)"))
                         conn.execute(sa.text("ALTER TABLE audit_log ADD COLUMN digest VARCHAR(64)"))
                 metadata.create_all(conn)
-                if conn.execute(sa.select(head.c.seq)).first() is None:
+                no_head = conn.execute(sa.select(head.c.seq)).first() is None
+                sealed = conn.execute(
+                    sa.select(entries.c.id).where(entries.c.digest.is_not(None)).limit(1)
+                ).first()
+                # A log with digests but no head was tampered with: never re-seal it (that
+                # would hide the tampering); verify reports it and recording refuses.
+                if no_head and sealed is None:
                     seq, prev = _seal(conn)
                     conn.execute(head.insert().values(id=1, seq=seq, digest=prev))
             break
@@ -248,7 +258,13 @@ class AuditLog:
             # The UPDATE comes first so that this transaction holds the write lock before it
             # reads the head: two writers chain one after the other, never from one head.
             conn.execute(head.update().where(head.c.id == 1).values(seq=head.c.seq + 1))
-            seq, prev = conn.execute(sa.select(head.c.seq, head.c.digest)).one()
+            found = conn.execute(sa.select(head.c.seq, head.c.digest)).first()
+            if found is None:
+                raise WorkspaceError(
+                    "the audit log's head row is missing, so nothing more can be chained",
+                    hint="run `cellwall audit verify` and restore the workspace from a backup",
+                )
+            seq, prev = found
             at, text = self.clock(), _details(details)
             d = entry_digest(seq, prev, at, actor, action, target, outcome, text)
             conn.execute(
@@ -278,8 +294,12 @@ class AuditLog:
     def head(self) -> tuple[int, str]:
         """The newest sequence number and its digest: what an auditor records as an anchor."""
         with self.engine.connect() as conn:
-            seq, digest = conn.execute(sa.select(head.c.seq, head.c.digest)).one()
-        return int(seq), str(digest)
+            found = conn.execute(sa.select(head.c.seq, head.c.digest)).first()
+        if found is None:
+            raise WorkspaceError(
+                "the audit log's head row is missing", hint="run `cellwall audit verify`"
+            )
+        return int(found[0]), str(found[1])
 
     def verify(
         self, anchors: Iterable[tuple[int, str]] = (), *, batch: int = 10_000
@@ -291,7 +311,8 @@ class AuditLog:
         expected_id, prev = 1, GENESIS
         last = 0
         with self.engine.connect() as conn:
-            head_seq, head_digest = conn.execute(sa.select(head.c.seq, head.c.digest)).one()
+            found_head = conn.execute(sa.select(head.c.seq, head.c.digest)).first()
+            head_seq, head_digest = found_head if found_head is not None else (-1, "(missing)")
             while True:
                 q = sa.select(entries).where(entries.c.id > last).order_by(entries.c.id)
                 rows = conn.execute(q.limit(batch)).mappings().all()
