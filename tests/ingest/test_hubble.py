@@ -20,7 +20,7 @@ import pytest
 from cellwall.evidence.dns import names_for, scan_dns
 from cellwall.ingest.base import Chunk, detect
 from cellwall.ingest.hubble import HubbleSource
-from cellwall.ingest.hubble_mapping import VERDICT_ACTIONS
+from cellwall.ingest.hubble_mapping import EVENT_KEYS, VERDICT_ACTIONS
 from cellwall.services.ingest import ingest_paths
 from cellwall.workspace import Workspace
 
@@ -328,38 +328,62 @@ def test_bad_lines_are_rejected_with_their_line_and_the_rest_kept(block_size: st
     assert sum(c.read for c in chunks) == len(lines) + 1
 
 
-def test_a_jsonpb_block_checks_bare_keys_and_reads_bare_flows_in_line_order() -> None:
-    """A block that starts with a GetFlowsResponse is read with the response schema first;
-    lines with a bare flow's keys at the top are read again with the full one, so they are
-    checked and kept exactly as in a block of bare flows."""
-    f = flow()
-    lines = [
-        jsonpb(f),
-        json.dumps({"flow": f, "verdict": 5}),  # a bare key of the wrong type: refused
-        json.dumps(flow(src="10.0.0.9")),  # a bare flow among responses
-        json.dumps({"flow": f, "l4": {"TCP": {"source_port": "x"}}}),  # refused deep down
-        json.dumps({"node_status": {}, "IP": {"source": 5}}),  # so is an event's
-        json.dumps({"flow": f, "IP": {"source": "10.0.0.7"}}),  # well typed: the flow counts
-        json.dumps({"lost_events": {}}),
-        json.dumps({"hello": "world"}),
-        "null",
-        json.dumps(flow(src="10.0.0.8", is_reply=True)),
-        jsonpb(f),
-    ]
+#: Lines of both kinds and their fates: a flow (its source), a reject (its reason), or an
+#: event counted as ignored (its key).
+KINDS = [
+    (jsonpb(flow()), "10.0.0.1"),
+    (json.dumps({"flow": flow(), "verdict": 5}), "10.0.0.1"),  # not a response's key: ignored
+    (json.dumps(flow(src="10.0.0.9")), "10.0.0.9"),  # a bare flow
+    (json.dumps({"flow": flow(), "l4": {"TCP": {"source_port": "x"}}}), "10.0.0.1"),
+    (json.dumps({"flow": {**flow(), "verdict": 5}}), "bad-field"),  # inside the flow: refused
+    (json.dumps({**flow(), "verdict": 5}), "bad-field"),  # a bare flow's own: refused
+    (json.dumps({"flow": 5}), "bad-field"),
+    (json.dumps({"node_status": {}, "IP": {"source": 5}}), "node_status"),
+    (json.dumps({"flow": flow(), "IP": {"source": "10.0.0.7"}}), "10.0.0.1"),
+    (json.dumps({"lost_events": {}}), "lost_events"),
+    (json.dumps({"hello": "world"}), "not-a-flow"),
+    ("null", "bad-json"),
+    (json.dumps(flow(src="10.0.0.8", is_reply=True)), "10.0.0.8"),
+    (jsonpb(flow()), "10.0.0.1"),
+]
+
+
+def _fates(chunks: list[Chunk]) -> tuple[dict[int, str], Counter[str]]:
+    fates = {r["lineage_pos"]: r["src_ip"] for r in flows_of(chunks)}
+    fates.update({pos: reason for pos, reason in rejects_of(chunks)})
+    ignored: Counter[str] = Counter()
+    for c in chunks:
+        ignored.update(c.ignored)
+    return fates, ignored
+
+
+@pytest.mark.parametrize("start", [0, 2])  # a block that starts with a response, or a bare flow
+def test_each_line_is_read_by_the_schema_of_its_kind_whatever_its_neighbours(start: int) -> None:
+    """A response's flow is read from ``flow`` (other top-level keys are not a response's and
+    are ignored); a bare flow from the top; an event only counted. Which kind a block starts
+    with, and the block size, change nothing."""
+    kinds = KINDS[start:] + KINDS[:start]
+    text = "\n".join(line for line, _ in kinds) + "\n"
+    want = {n: fate for n, (_, fate) in enumerate(kinds, 1) if fate not in EVENT_KEYS}
     for block_size in ("64", "1000000"):
-        chunks = read("\n".join(lines) + "\n", block_size=block_size)
-        rows = flows_of(chunks)
-        assert [(r["lineage_pos"], r["src_ip"]) for r in rows] == [
-            (1, "10.0.0.1"), (3, "10.0.0.9"), (6, "10.0.0.1"), (10, "10.0.0.8"), (11, "10.0.0.1"),
-        ]  # fmt: skip
-        assert rows[3]["src_initiated"] is False
-        assert sorted(rejects_of(chunks)) == [
-            (2, "bad-field"), (4, "bad-field"), (5, "bad-field"), (8, "not-a-flow"),
-            (9, "bad-json"),
-        ]  # fmt: skip
-        messages = {r["pos"]: r["message"] for c in chunks for r in c.rejects.table().to_pylist()}
-        assert "/verdict" in messages[2] and "/l4/TCP/source_port" in messages[4]
-        assert sum(c.read for c in chunks) == len(lines)
+        chunks = read(text, block_size=block_size)
+        fates, ignored = _fates(chunks)
+        assert fates == want
+        assert ignored == Counter(node_status=1, lost_events=1)
+        assert sum(c.read for c in chunks) == len(kinds)
+    alone = {}
+    for n, (line, _) in enumerate(kinds, 1):
+        fates, _ignored = _fates(read(line + "\n"))
+        assert len(fates) <= 1
+        for fate in fates.values():
+            alone[n] = fate
+    assert alone == want
+    rows = flows_of(read(text))
+    assert [r["src_initiated"] for r in rows if r["src_ip"] == "10.0.0.8"] == [False]
+    messages = {r["pos"]: r["message"] for c in read(text) for r in c.rejects.table().to_pylist()}
+    for n, (line, fate) in enumerate(kinds, 1):
+        if fate == "bad-field":
+            assert ("/verdict" if '"verdict": 5' in line else "/flow") in messages[n]
 
 
 def test_block_size_and_threads_do_not_change_the_result() -> None:

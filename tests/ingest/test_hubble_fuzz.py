@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections import Counter
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -54,7 +55,9 @@ def _replace(record: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[
 
 @st.composite
 def lines(draw: st.DrawFn) -> bytes:
-    kind = draw(st.sampled_from(["flow", "bare", "dns", "mutated", "cut", "bytes", "json"]))
+    kind = draw(
+        st.sampled_from(["flow", "bare", "dns", "mutated", "extra", "cut", "bytes", "json"])
+    )
     if kind == "flow":
         return jsonpb(flow()).encode()
     if kind == "bare":
@@ -65,6 +68,9 @@ def lines(draw: st.DrawFn) -> bytes:
         record = _replace(flow(), draw(st.sampled_from(PATHS)), draw(JSON))
         wrap = draw(st.booleans())
         return (jsonpb(record) if wrap else json.dumps(record)).encode()
+    if kind == "extra":  # a response with another top-level key: a bare flow's, or an event's
+        key = draw(st.sampled_from(["verdict", "IP", "l4", "time", "node_name", "lost_events"]))
+        return json.dumps({"flow": flow(), key: draw(JSON)}).encode()
     if kind == "cut":
         text = jsonpb(flow()).encode()
         return text[: draw(st.integers(0, len(text)))]
@@ -84,3 +90,37 @@ def test_no_crash_and_every_line_accounted_for(items: list[bytes], block_size: s
     positions += [r["pos"] for c in chunks for r in c.rejects.table().to_pylist()]
     assert len(positions) == len(set(positions))
     assert all(1 <= p <= len(items) for p in positions)
+
+
+def _fates(data: bytes, block_size: str) -> list[tuple[Any, ...]]:
+    """What became of each line, in line order: its flow, its reject, or what it was ignored as."""
+    chunks = list(
+        HubbleSource({"workers": "2", "block_size": block_size}).read(io.BytesIO(data), "f")
+    )
+    fates: list[tuple[Any, ...]] = []
+    for c in chunks:
+        for row in c.flows.to_pylist():
+            fates.append((row.pop("lineage_pos"), "flow", sorted(row.items(), key=str)))
+        for r in c.rejects.table().to_pylist():
+            fates.append((r["pos"], "reject", r["reason"]))
+    ignored = Counter[str]()
+    for c in chunks:
+        ignored.update(c.ignored)
+    return [f[1:] for f in sorted(fates, key=lambda f: f[0])] + sorted(ignored.items())
+
+
+@SETTINGS
+@given(st.lists(lines(), min_size=1, max_size=12), st.sampled_from(["64", "100000"]))
+def test_a_line_fares_the_same_alone_as_among_others(items: list[bytes], block_size: str) -> None:
+    """Whatever kind a block starts with, and wherever the block edges fall, each line is read
+    by the schema of its own kind: its fate is the one it has when read alone."""
+    together = _fates(b"".join(line + b"\n" for line in items), block_size)
+    alone: list[tuple[Any, ...]] = []
+    ignored = Counter[str]()
+    for line in items:
+        for fate in _fates(line + b"\n", "100000"):
+            if fate[0] in ("flow", "reject"):
+                alone.append(fate)
+            else:
+                ignored[fate[0]] += fate[1]
+    assert together == alone + sorted(ignored.items())

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cellwall.errors import InputError
-from cellwall.ingest.stream import iter_blocks, open_input
+from cellwall.ingest.stream import count_newlines, iter_blocks, newline_offsets, open_input
 
 
 @settings(max_examples=300, deadline=None)
@@ -62,3 +62,21 @@ def test_plain_files_and_missing_ones(tmp_path: Path) -> None:
         open_input(tmp_path / "nope.log")
     with pytest.raises(InputError, match="directory"):
         open_input(tmp_path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 3 << 18),
+    st.lists(st.integers(0, (3 << 18) - 1), max_size=40),
+)
+def test_newlines_are_found_across_the_slices(size: int, where: list[int]) -> None:
+    """Large data is scanned in slices: a newline on either side of a slice edge counts once."""
+    data = bytearray(b"x" * size)
+    edges = [k * (1 << 18) + d for k in range(1, 3) for d in (-1, 0, 1)]
+    for i in [*where, *edges]:
+        if i < size:
+            data[i] = 10
+    raw = bytes(data)
+    want = [i for i, b in enumerate(raw) if b == 10]
+    assert count_newlines(raw) == len(want) == raw.count(b"\n")
+    assert newline_offsets(raw).tolist() == want

@@ -322,9 +322,7 @@ def _not_probed(plan: LabPlan, protos: set[int]) -> list[Outcome]:
     skipped = replace(plan, points=[x for x in points if x[0] in protos])
     probes = _probes(skipped, {h.name: "-" for h in [*plan.hosts, *plan.ends]})
     verdicts = _predict(plan, probes).to_pylist()
-    return [
-        _outcome(t, v, False, probed=False) for t, v in zip(probes, verdicts, strict=True)
-    ]
+    return [_outcome(t, v, False, probed=False) for t, v in zip(probes, verdicts, strict=True)]
 
 
 def _outcome(

@@ -39,16 +39,19 @@ DNS: an ``l7.dns`` record with ``ips`` (a response) also yields DNS evidence row
 (:mod:`cellwall.evidence.dns`): each address of ``ips`` named ``query``, valid for ``ttl``
 seconds from ``time``; the client is the destination of a reply, else the source.
 
-Each block is read by Arrow's JSON reader with an explicit nested schema
-(:data:`~cellwall.ingest.hubble_mapping.READ_SCHEMA`). A block that starts with a
-``GetFlowsResponse`` flow is read first with the cheaper
-:func:`~cellwall.ingest.hubble_mapping.response_schema`, and only its lines with a bare
-flow's keys again with the full one: the result is the same. A block that Arrow refuses is
-split in halves until the refused lines stand alone, so only those are rejected, one by one:
-``bad-json`` (not JSON, not an object), ``bad-field`` (a value of the wrong JSON type, such
-as a verdict written as a number; a port out of range), ``not-text``, ``no-timestamp``,
-``missing-field`` (no ``IP``, no ``l4``), ``bad-ip``, ``not-a-flow`` (an object that is no
-flow and no known response), ``truncated`` and ``too-long``. Blank lines are ignored.
+Each line is read by the schema of its kind, whatever its neighbours: a line with ``flow``
+or an event key is a response, read with
+:func:`~cellwall.ingest.hubble_mapping.response_schema` (its other top-level keys are not a
+response's and are ignored); any other line is a bare flow, read with
+:func:`~cellwall.ingest.hubble_mapping.bare_schema`. A block is read in one Arrow call with
+the schema of the kind that its first line has, and the lines of the other kind again with
+theirs. A block that Arrow refuses is split in halves until the refused lines stand alone
+(:mod:`cellwall.ingest.json_block`); a refused line of the other kind is judged by its own
+kind's schema. Rejects: ``bad-json`` (not JSON, not an object), ``bad-field`` (a value of
+the wrong JSON type, such as a verdict written as a number; a port out of range),
+``not-text``, ``no-timestamp``, ``missing-field`` (no ``IP``, no ``l4``), ``bad-ip``,
+``not-a-flow`` (an object that is no flow and no known response), ``truncated`` and
+``too-long``. Blank lines are ignored.
 
 Options: ``workers`` (threads; default one per CPU, at most 4), ``block_size`` (bytes per
 block, default 8 MiB).
@@ -56,12 +59,11 @@ block, default 8 MiB).
 
 from __future__ import annotations
 
-import io
 import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, ClassVar, Protocol
+from typing import BinaryIO, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -74,31 +76,29 @@ from cellwall.ingest.hubble_mapping import (
     EVENT_KEYS,
     FLOW_TYPE,
     LEAN_FLOW_TYPE,
-    LEAN_READ_SCHEMA,
-    READ_SCHEMA,
     Mapped,
+    bare_schema,
     map_flows,
     response_schema,
 )
+from cellwall.ingest.json_block import WHITESPACE, Held, Lines, read_block, reread
 from cellwall.ingest.parallel import int_option, ordered_map, worker_count
 from cellwall.ingest.stream import Block, iter_blocks
-from cellwall.ingest.zeek_blocks import BLOCK_SIZE, LineIndex, Tail, tail_chunk, whole_lines
+from cellwall.ingest.zeek_blocks import BLOCK_SIZE, Tail, tail_chunk, whole_lines
 from cellwall.ingest.zeek_mapping import IpMemo
 from cellwall.model.flow_schema import empty_flows
 
 __all__ = [
     "HubbleSource",
     "ParsedBlock",
-    "blank_lines",
-    "json_lines",
     "parse_hubble",
     "parsed_blocks",
 ]
 
-_WHITESPACE = b" \t\r"
 _BARE_KEYS = ("time", "IP", "l4", "verdict", "uuid")
-#: How a block of ``-o jsonpb`` lines starts: those are read with the response schema.
+#: How a block of ``-o jsonpb`` lines starts: it is read with the response schema first.
 _RESPONSE_START = b'{"flow":'
+_NOT_A_FLOW = "the object is neither a Hubble flow nor a GetFlowsResponse"
 
 
 def _options(schema: pa.Schema) -> pajson.ParseOptions:
@@ -107,50 +107,24 @@ def _options(schema: pa.Schema) -> pajson.ParseOptions:
 
 @dataclass(frozen=True)
 class _Shape:
-    """The flow struct type and the two ways to read it: every line, or responses first."""
+    """The flow struct type and the schemas of the two kinds of line."""
 
     flow_type: pa.StructType
-    full: pajson.ParseOptions
-    responses: pajson.ParseOptions
-    #: a bare flow's keys that a GetFlowsResponse does not have at its top
-    bare_keys: tuple[str, ...]
+    response: pajson.ParseOptions
+    bare: pajson.ParseOptions
 
     @classmethod
-    def of(cls, flow_type: pa.StructType, schema: pa.Schema) -> _Shape:
-        bare = tuple(f.name for f in flow_type if f.name not in ("time", "node_name"))
-        return cls(flow_type, _options(schema), _options(response_schema(flow_type)), bare)
+    def of(cls, flow_type: pa.StructType) -> _Shape:
+        return cls(
+            flow_type, _options(response_schema(flow_type)), _options(bare_schema(flow_type))
+        )
+
+    def options(self, response: bool) -> pajson.ParseOptions:
+        return self.response if response else self.bare
 
 
 #: With the endpoints (for inventory hints) or without.
-_SHAPES = {
-    True: _Shape.of(FLOW_TYPE, READ_SCHEMA),
-    False: _Shape.of(LEAN_FLOW_TYPE, LEAN_READ_SCHEMA),
-}
-
-
-class _Adds(Protocol):
-    def add(self, pos: int, reason: str, message: str, raw: str | bytes = "") -> None: ...
-
-
-class _Held:
-    """Rejects held back, to be added in line order once every pass over a block is done.
-
-    ``lines`` maps the positions given to :meth:`add` to the block's lines, when a pass
-    reads a subset of them.
-    """
-
-    def __init__(self, lines: npt.NDArray[np.int64] | None = None) -> None:
-        self.rows: list[tuple[int, str, str, str | bytes]] = []
-        self.lines = lines
-
-    def add(self, pos: int, reason: str, message: str, raw: str | bytes = "") -> None:
-        line = int(pos) if self.lines is None else int(self.lines[pos])
-        self.rows.append((line, reason, message, raw))
-
-    def into(self, rejects: Rejects) -> None:
-        for row in sorted(self.rows, key=lambda r: r[0]):
-            rejects.add(*row)
-        self.rows.clear()
+_SHAPES = {True: _Shape.of(FLOW_TYPE), False: _Shape.of(LEAN_FLOW_TYPE)}
 
 
 @dataclass
@@ -162,222 +136,27 @@ class ParsedBlock:
     start_us: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
-def _arrow(data: bytes, rows: int, options: pajson.ParseOptions) -> pa.Table | None:
-    """Arrow's reading of ``rows`` JSON lines, or None when it refuses them."""
-    try:
-        if not data.isascii():
-            data.decode("utf-8")  # Arrow's JSON reader does not check string values
-        table = pajson.read_json(
-            io.BytesIO(data),
-            read_options=pajson.ReadOptions(
-                use_threads=False, block_size=max(1 << 20, len(data) + 1)
-            ),
-            parse_options=options,
-        )
-    except (pa.ArrowInvalid, ValueError):  # UnicodeDecodeError is a ValueError
-        return None
-    return table if table.num_rows == rows else None
+def _is_response(raw: bytes) -> bool:
+    """Whether a line (a JSON object) is a response: ``flow`` or an event key is set."""
+    record = json.loads(raw)
+    return any(record.get(key) is not None for key in ("flow", *EVENT_KEYS))
 
 
-def _why(raw: bytes, options: pajson.ParseOptions) -> tuple[str, str]:
-    """Why Arrow refused a single line: the reason code and message."""
-    try:
-        record = json.loads(raw)
-    except UnicodeDecodeError:
-        return "not-text", "the line is not UTF-8 text"
-    except ValueError as exc:
-        return "bad-json", f"not valid JSON: {exc}"
-    if not isinstance(record, dict):
-        return "bad-json", "not a JSON object"
-    try:
-        pajson.read_json(io.BytesIO(raw), parse_options=options)
-    except pa.ArrowInvalid as exc:
-        text = str(exc).removeprefix("JSON parse error: ")
-        return "bad-field", f"a value has the wrong JSON type: {text}"
-    return "bad-json", "more than one JSON value on the line"
+class _Judge:
+    """Where the first read's refusals go: a line of the first read's kind is rejected with
+    its reason; a line of the other kind is handed to the other kind's schema, which judges
+    it (a wrapped flow's top-level keys mean nothing to a response, for instance)."""
 
+    def __init__(self, held: Held, response: bool) -> None:
+        self.held = held
+        self.response = response
+        self.others: list[int] = []
 
-def json_lines(
-    index: LineIndex,
-    content: npt.NDArray[np.intp],
-    first_line: int,
-    rejects: _Adds,
-    options: pajson.ParseOptions,
-    why: pajson.ParseOptions | None = None,
-) -> tuple[list[pa.Table], list[npt.NDArray[np.intp]]]:
-    """Read the content lines of a block with Arrow; reject only the lines it refuses.
-
-    A refused run of lines is halved until the refused lines stand alone, so a block with
-    ``k`` bad lines costs about ``k * log2(lines)`` extra Arrow calls. Returns the tables
-    and, for each, the indices (in the block) of its lines, in order. A refused line is
-    explained by reading it with ``why`` (default: ``options``). Also used by
-    :mod:`cellwall.ingest.zeek_dns`.
-    """
-    why = why or options
-    tables: list[pa.Table] = []
-    kept: list[npt.NDArray[np.intp]] = []
-    # Arrow's reader must only see objects: a block of nothing but ``null`` lines crashes
-    # it (pyarrow 26, SIGSEGV). Any line that does not start with "{" is not an object.
-    first = index.first_bytes()[content]
-    objects = first == ord("{")
-    for at in np.flatnonzero(~objects):
-        i = int(content[at])
-        raw = index.line(i)
-        if raw.lstrip(_WHITESPACE).startswith(b"{"):
-            objects[at] = True
-            continue
-        reason, message = _why(raw, why)
-        rejects.add(first_line + i, reason, message, raw)
-    content = content[objects]
-    if not len(content):
-        return tables, kept
-    todo = [content]
-    while todo:
-        run = todo.pop()
-        data = index.data[int(index.starts[run[0]]) : int(index.ends[run[-1]])]
-        table = _arrow(data, len(run), options)
-        if table is not None:
-            tables.append(table)
-            kept.append(run)
-        elif len(run) == 1:
-            raw = index.line(int(run[0]))
-            reason, message = _why(raw, why)
-            rejects.add(first_line + int(run[0]), reason, message, raw)
-        else:
-            half = len(run) // 2
-            todo += [run[half:], run[:half]]  # the first half is popped first: order kept
-    return tables, kept
-
-
-def blank_lines(index: LineIndex) -> npt.NDArray[np.bool_]:
-    """Lines that are empty or only spaces, tabs and CRs."""
-    size = index.ends - index.starts
-    blank: npt.NDArray[np.bool_] = np.asarray(size == 0, np.bool_)
-    first = index.first_bytes()
-    for i in np.flatnonzero((size > 0) & np.isin(first, np.frombuffer(_WHITESPACE, np.uint8))):
-        blank[i] = not index.line(int(i)).strip(_WHITESPACE)
-    return blank
-
-
-class _Lines:
-    """The raw text of a block's lines, indexed only when a line is asked for."""
-
-    def __init__(self, block: Block, index: LineIndex | None = None) -> None:
-        self.block = block
-        self._index = index
-
-    @property
-    def index(self) -> LineIndex:
-        if self._index is None:
-            self._index = LineIndex.of(self.block.data)
-        return self._index
-
-    def __call__(self, line: int) -> bytes:
-        return self.index.line(line - self.block.first_line)
-
-
-def _split(
-    table: pa.Table,
-    lines: npt.NDArray[np.int64],
-    raw: _Lines,
-    flow_type: pa.StructType,
-    rejects: Rejects,
-) -> tuple[pa.Array, pa.Array, npt.NDArray[np.int64], Counter[str]]:
-    """Flow structs (wrapped or bare) and their lines; other responses counted or refused."""
-    wrapped = table["flow"].combine_chunks()
-    is_wrapped = np.asarray(pc.is_valid(wrapped))
-    ignored: Counter[str] = Counter()
-    event = np.zeros(table.num_rows, np.bool_)
-    for key in EVENT_KEYS:
-        here = np.asarray(pc.is_valid(table[key].combine_chunks())) & ~is_wrapped & ~event
-        if here.any():
-            ignored[key] += int(here.sum())
-            event |= here
-    is_flow = is_wrapped.copy()
-    if not is_flow.all():
-        bare_any = np.zeros(table.num_rows, np.bool_)
-        for key in _BARE_KEYS:
-            bare_any |= np.asarray(pc.is_valid(table[key].combine_chunks()))
-        is_flow |= ~event & bare_any
-        for i in np.flatnonzero(~is_flow & ~event):
-            line = int(lines[i])
-            rejects.add(
-                line,
-                "not-a-flow",
-                "the object is neither a Hubble flow nor a GetFlowsResponse",
-                raw(line),
-            )
-        bare = pa.StructArray.from_arrays(
-            [table[f.name].combine_chunks() for f in flow_type], fields=list(flow_type)
-        )
-        wrapped = pc.if_else(pa.array(is_wrapped), wrapped, bare)
-    top_node = table["node_name"].combine_chunks()
-    if is_flow.all():
-        return wrapped, top_node, lines, ignored
-    mask = pa.array(is_flow)
-    return wrapped.filter(mask), top_node.filter(mask), lines[is_flow], ignored
-
-
-def _object_lines(data: bytes) -> int:
-    """The number of lines when every line of ``data`` starts with "{", else 0.
-
-    NumPy, not ``bytes.count``: it releases the GIL, so the worker threads run together.
-    """
-    buf = np.frombuffer(data, np.uint8)
-    if not len(buf) or buf[0] != ord("{") or buf[-1] != ord("\n"):
-        return 0
-    ends = np.flatnonzero(buf == ord("\n"))
-    if len(ends) > 1 and not (buf[ends[:-1] + 1] == ord("{")).all():
-        return 0
-    return len(ends)
-
-
-def _read_block(
-    block: Block,
-    options: pajson.ParseOptions,
-    rejects: _Adds,
-    ignored: Counter[str],
-    why: pajson.ParseOptions | None = None,
-) -> tuple[pa.Table | None, npt.NDArray[np.int64], _Lines]:
-    """The block's objects as a table, and the line of each row.
-
-    The usual block (every line an object, no blank line) is read by Arrow in one call
-    without indexing its lines; anything else line by line where needed.
-    """
-    data = block.data
-    n = _object_lines(data)
-    if n:
-        table = _arrow(data, n, options)
-        if table is not None:
-            return table, np.arange(n, dtype=np.int64) + block.first_line, _Lines(block)
-    index = LineIndex.of(data)
-    raw = _Lines(block, index)
-    blank = blank_lines(index)
-    if blank.any():
-        ignored["blank"] = int(blank.sum())
-    content = np.flatnonzero(~blank)
-    if not len(content):
-        return None, np.zeros(0, np.int64), raw
-    tables, runs = json_lines(index, content, block.first_line, rejects, options, why)
-    if not tables:
-        return None, np.zeros(0, np.int64), raw
-    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    return table, np.concatenate(runs).astype(np.int64) + block.first_line, raw
-
-
-_Flows = tuple[pa.Array, pa.Array, npt.NDArray[np.int64], _Lines]
-
-
-def _read_all(
-    block: Block, shape: _Shape, rejects: Rejects, ignored: Counter[str]
-) -> _Flows | None:
-    """Every line read with the full schema: flow structs, node names and lines."""
-    table, lines, raw = _read_block(block, shape.full, rejects, ignored)
-    if table is None:
-        return None
-    flows, top_node, flow_lines, events = _split(table, lines, raw, shape.flow_type, rejects)
-    ignored.update(events)
-    return flows, top_node, flow_lines, raw
+    def add(self, pos: int, reason: str, message: str, raw: str | bytes = "") -> None:
+        if reason == "bad-field" and isinstance(raw, bytes) and _is_response(raw) != self.response:
+            self.others.append(int(pos))
+            return
+        self.held.add(pos, reason, message, raw)
 
 
 def _valid(table: pa.Table, key: str) -> npt.NDArray[np.bool_]:
@@ -387,67 +166,100 @@ def _valid(table: pa.Table, key: str) -> npt.NDArray[np.bool_]:
     return np.asarray(pc.is_valid(column.combine_chunks()), np.bool_)
 
 
-def _read_responses(
-    block: Block, shape: _Shape, rejects: Rejects, ignored: Counter[str]
-) -> _Flows | None:
-    """Read with the response schema; lines with a bare flow's keys again with the full one.
+@dataclass
+class _Sorted:
+    """The rows of one read: its flows, and the lines that belong to the other kind."""
 
-    Lines refused by the response schema are refused by the full one too, with the reason
-    that the full one gives; the rejects of both passes are added in line order.
+    flows: pa.Array
+    top_node: pa.Array
+    lines: npt.NDArray[np.int64]
+    others: npt.NDArray[np.int64]
+
+
+def _sort(
+    table: pa.Table,
+    lines: npt.NDArray[np.int64],
+    response: bool,
+    shape: _Shape,
+    held: Held,
+    raw: Lines,
+    ignored: Counter[str],
+) -> _Sorted:
+    """Flows, other responses (counted), lines of the other kind, and non-flows (rejected).
+
+    Read as responses, a row is a flow when ``flow`` is set, an event when an event key is,
+    and else of the other kind. Read as bare flows, a row with ``flow`` set is of the other
+    kind; one with an event key is an event; one with none of a bare flow's keys is no flow.
     """
-    held = _Held()
-    table, lines, raw = _read_block(block, shape.responses, held, ignored, shape.full)
-    if table is None:
-        held.into(rejects)
-        return None
-    is_wrapped = _valid(table, "flow")
+    wrapped = _valid(table, "flow")
     event = np.zeros(table.num_rows, np.bool_)
     for key in EVENT_KEYS:
-        event |= _valid(table, key)
-    redo = ~is_wrapped & ~event
-    for key in shape.bare_keys:
-        redo |= _valid(table, key)
-    again = _reread(raw, lines[redo], shape, held) if redo.any() else None
-    held.into(rejects)
-    if again is None and redo.all():
-        return None  # no line was read after all
-    counted = np.zeros(table.num_rows, np.bool_)
-    for key in EVENT_KEYS:
-        here = _valid(table, key) & ~is_wrapped & ~counted & ~redo
+        here = _valid(table, key) & ~wrapped & ~event
         if here.any():
             ignored[key] += int(here.sum())
-            counted |= here
-    keep = is_wrapped & ~redo
-    flows = table["flow"].combine_chunks()
+            event |= here
+    if response:
+        keep, other = wrapped, ~wrapped & ~event
+        flows = table["flow"].combine_chunks()
+    else:
+        flowish = np.zeros(table.num_rows, np.bool_)
+        for key in _BARE_KEYS:
+            flowish |= _valid(table, key)
+        keep, other = ~wrapped & ~event & flowish, wrapped
+        for i in np.flatnonzero(~wrapped & ~event & ~flowish):
+            line = int(lines[i])
+            held.add(line, "not-a-flow", _NOT_A_FLOW, raw(line))
+        flows = pa.StructArray.from_arrays(
+            [table[f.name].combine_chunks() for f in shape.flow_type], fields=list(shape.flow_type)
+        )
     top_node = table["node_name"].combine_chunks()
     if not keep.all():
         mask = pa.array(keep)
-        flows, top_node, lines = flows.filter(mask), top_node.filter(mask), lines[keep]
-    if again is None:
-        return flows, top_node, lines, raw
-    flows_b, top_b, lines_b, events = _split(*again, raw, shape.flow_type, rejects)
-    ignored.update(events)
-    lines = np.concatenate([lines, lines_b])
-    order = pa.array(np.argsort(lines, kind="stable"))
-    flows = pa.concat_arrays([flows, flows_b]).take(order)
-    top_node = pa.concat_arrays([top_node, top_b]).take(order)
-    return flows, top_node, lines[np.asarray(order)], raw
+        flows, top_node = flows.filter(mask), top_node.filter(mask)
+    return _Sorted(flows, top_node, lines[keep], lines[other])
 
 
-def _reread(
-    raw: _Lines, lines: npt.NDArray[np.int64], shape: _Shape, held: _Held
-) -> tuple[pa.Table, npt.NDArray[np.int64]] | None:
-    """The given lines read (again) with the full schema; the table and its rows' lines."""
-    data = b"".join([raw(int(line)) + b"\n" for line in lines])
-    index = LineIndex.of(data)
-    where = _Held(lines)
-    content = np.arange(len(lines), dtype=np.intp)
-    tables, runs = json_lines(index, content, 0, where, shape.full)
-    held.rows += where.rows
-    if not tables:
+_Flows = tuple[pa.Array, pa.Array, npt.NDArray[np.int64], Lines]
+
+
+def _read_kinds(
+    block: Block, shape: _Shape, rejects: Rejects, ignored: Counter[str]
+) -> _Flows | None:
+    """Every line read by the schema of its kind: flow structs, node names and lines.
+
+    A block is read with the schema of the kind that it starts with; the lines of the other
+    kind (and the refused lines that are of the other kind) are read again with the other
+    schema. So a line's fate never depends on its neighbours.
+    """
+    response = block.data.startswith(_RESPONSE_START)
+    held = Held()
+    judge = _Judge(held, response)
+    table, lines, raw = read_block(block, shape.options(response), judge, ignored)
+    parts: list[_Sorted] = []
+    others = np.asarray(judge.others, np.int64)
+    if table is not None:
+        first = _sort(table, lines, response, shape, held, raw, ignored)
+        parts.append(first)
+        others = np.sort(np.concatenate([others, first.others]))
+    if len(others):
+        again = reread(raw, others, shape.options(not response), held)
+        if again is not None:
+            second = _sort(*again, not response, shape, held, raw, ignored)
+            for line in second.others:  # cannot be: each kind was told by the same keys
+                held.add(int(line), "not-a-flow", _NOT_A_FLOW, raw(int(line)))
+            parts.append(second)
+    held.into(rejects)
+    parts = [p for p in parts if len(p.lines)]
+    if not parts:
         return None
-    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    return table, lines[np.concatenate(runs)]
+    if len(parts) == 1:
+        return parts[0].flows, parts[0].top_node, parts[0].lines, raw
+    lines = np.concatenate([p.lines for p in parts])
+    order = np.argsort(lines, kind="stable")
+    take = pa.array(order)
+    flows = pa.concat_arrays([p.flows for p in parts]).take(take)
+    top_node = pa.concat_arrays([p.top_node for p in parts]).take(take)
+    return flows, top_node, lines[order], raw
 
 
 def parse_hubble(
@@ -460,8 +272,7 @@ def parse_hubble(
     shape = _SHAPES[endpoints]
     rejects = Rejects(file)
     ignored: Counter[str] = Counter()
-    read = _read_responses if block.data.startswith(_RESPONSE_START) else _read_all
-    got = read(block, shape, rejects, ignored)
+    got = _read_kinds(block, shape, rejects, ignored)
     if got is None:
         return ParsedBlock(Chunk(empty_flows(), rejects, ignored), pa.array([], shape.flow_type))
     flows, top_node, flow_lines, raw = got
@@ -475,7 +286,7 @@ def parse_hubble(
 
 
 def _tail(item: Tail, file: str) -> ParsedBlock:
-    if item.final and not item.data.strip(_WHITESPACE):
+    if item.final and not item.data.strip(WHITESPACE):
         return ParsedBlock(Chunk(empty_flows(), Rejects(file), Counter(blank=1)))
     return ParsedBlock(tail_chunk(item, file))
 
@@ -510,7 +321,7 @@ class HubbleSource(FlowSource):
     @classmethod
     def sniff(cls, head: bytes) -> bool:
         for line in head.split(b"\n")[:64]:
-            stripped = line.strip(_WHITESPACE)
+            stripped = line.strip(WHITESPACE)
             if not stripped:
                 continue
             if not stripped.startswith(b"{") or b'"id.orig_h"' in line:

@@ -24,12 +24,10 @@ __all__ = [
     "EVENT_KEYS",
     "FLOW_TYPE",
     "LEAN_FLOW_TYPE",
-    "LEAN_READ_SCHEMA",
-    "READ_SCHEMA",
     "VERDICT_ACTIONS",
     "Mapped",
+    "bare_schema",
     "map_flows",
-    "read_schema",
     "response_schema",
 ]
 
@@ -61,6 +59,9 @@ ENDPOINT_TYPE = pa.struct(
         ("workloads", pa.list_(pa.struct([("name", pa.string()), ("kind", pa.string())]))),
     ]
 )
+#: What is read of a flow: only what the mapping uses, so that a value cellwall has no use
+#: for (``IP.ipVersion``, ``Type``, ``l7.dns.rcode``, ...) cannot get a flow refused, and
+#: Arrow builds no column for it.
 FLOW_TYPE = pa.struct(
     [
         ("time", pa.string()),
@@ -69,9 +70,7 @@ FLOW_TYPE = pa.struct(
         ("drop_reason_desc", pa.string()),
         (
             "IP",
-            pa.struct(
-                [("source", pa.string()), ("destination", pa.string()), ("ipVersion", pa.string())]
-            ),
+            pa.struct([("source", pa.string()), ("destination", pa.string())]),
         ),
         (
             "l4",
@@ -87,7 +86,6 @@ FLOW_TYPE = pa.struct(
         ),
         ("source", ENDPOINT_TYPE),
         ("destination", ENDPOINT_TYPE),
-        ("Type", pa.string()),
         ("node_name", pa.string()),
         ("is_reply", pa.bool_()),
         ("traffic_direction", pa.string()),
@@ -103,7 +101,6 @@ FLOW_TYPE = pa.struct(
                                 ("query", pa.string()),
                                 ("ips", pa.list_(pa.string())),
                                 ("ttl", pa.int64()),
-                                ("rcode", pa.int64()),
                             ]
                         ),
                     ),
@@ -114,7 +111,6 @@ FLOW_TYPE = pa.struct(
                                 ("code", pa.int64()),
                                 ("method", pa.string()),
                                 ("url", pa.string()),
-                                ("protocol", pa.string()),
                             ]
                         ),
                     ),
@@ -127,41 +123,38 @@ FLOW_TYPE = pa.struct(
 EVENT_KEYS = ("node_status", "lost_events", "agent_event", "debug_event")
 
 
-def read_schema(flow_type: pa.StructType) -> pa.Schema:
-    """What Arrow's JSON reader is asked for: the jsonpb wrapper (``flow`` and the response's
-    own ``node_name``/``time``), the other response kinds, and a bare flow's keys at the top.
-    """
-    return pa.schema(
-        [pa.field("flow", flow_type)]
-        + [pa.field(k, pa.struct([])) for k in EVENT_KEYS]
-        + [pa.field(f.name, f.type) for f in flow_type]
-    )
+#: An object member that is only seen, not read: present (an object) or absent.
+_SEEN = pa.struct([])
 
 
 def response_schema(flow_type: pa.StructType) -> pa.Schema:
-    """:func:`read_schema` made cheap for ``-o jsonpb`` lines, where a bare flow's keys are
-    absent: those keys are only seen, not read (an object member as an empty struct).
+    """How a ``GetFlowsResponse`` line (``-o jsonpb``) is read: its ``flow``, its own
+    ``node_name``, and whether it is another kind of response (an event key is seen).
 
-    Arrow fills every absent member of the read schema on every row, and the bare copies
-    of ``IP``, ``l4`` and ``l7`` are most of what it builds. Every line that this schema
-    refuses, :func:`read_schema` refuses too; a line with a bare flow's key (other than
-    ``time`` and ``node_name``, which a response has too) is read again with it.
+    Other top-level keys are not part of a response and are ignored, like every other
+    member that cellwall does not use.
     """
     return pa.schema(
-        [pa.field("flow", flow_type)]
-        + [pa.field(k, pa.struct([])) for k in EVENT_KEYS]
-        + [
-            pa.field(f.name, pa.struct([]) if pa.types.is_struct(f.type) else f.type)
-            for f in flow_type
-        ]
+        [pa.field("flow", flow_type), pa.field("node_name", pa.string())]
+        + [pa.field(k, _SEEN) for k in EVENT_KEYS]
     )
 
 
-READ_SCHEMA = read_schema(FLOW_TYPE)
+def bare_schema(flow_type: pa.StructType) -> pa.Schema:
+    """How a bare flow line (``-o json``) is read: the flow's members at the top, and whether
+    the line is a response after all (``flow`` or an event key is seen): such a line is
+    read again with :func:`response_schema`.
+    """
+    return pa.schema(
+        [pa.field(f.name, f.type) for f in flow_type]
+        + [pa.field("flow", _SEEN)]
+        + [pa.field(k, _SEEN) for k in EVENT_KEYS]
+    )
+
+
 #: FLOW_TYPE less the endpoints (namespace, labels, pods): all that flows need, and a
 #: third less for Arrow to build.
 LEAN_FLOW_TYPE = pa.struct([f for f in FLOW_TYPE if f.name not in ("source", "destination")])
-LEAN_READ_SCHEMA = read_schema(LEAN_FLOW_TYPE)
 
 #: flow.proto's Verdict to the flow's action: did the packet get through?
 VERDICT_ACTIONS = {

@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from cellwall.ingest.base import Chunk, Rejects
-from cellwall.ingest.stream import Block
+from cellwall.ingest.stream import Block, newline_offsets
 from cellwall.model.flow_schema import empty_flows
 
 __all__ = [
@@ -60,8 +60,7 @@ class LineIndex:
 
     @classmethod
     def of(cls, data: bytes) -> LineIndex:
-        buf = np.frombuffer(data, np.uint8)
-        ends = np.flatnonzero(buf == 10).astype(np.int64)
+        ends = newline_offsets(data)
         starts = np.concatenate((np.zeros(1, np.int64), ends + 1))
         if len(data) > (int(ends[-1]) + 1 if len(ends) else 0):
             ends = np.append(ends, np.int64(len(data)))  # a last line without a newline
@@ -124,7 +123,7 @@ def whole_lines(blocks: Iterator[Block], max_line: int = MAX_LINE) -> Iterator[B
         if not data:
             continue
         if data.endswith(b"\n"):
-            yield Block(first, offset, data)
+            yield block if data is block.data else Block(first, offset, data)
             continue
         cut = data.rfind(b"\n") + 1
         if cut:

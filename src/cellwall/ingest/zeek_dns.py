@@ -37,7 +37,7 @@ from cellwall.errors import Diagnostic, FormatError
 from cellwall.evidence.dns import dns_rows
 from cellwall.ingest.base import Chunk, FlowSource, Rejects, register
 from cellwall.ingest.delimited import parse_block
-from cellwall.ingest.hubble import blank_lines, json_lines
+from cellwall.ingest.json_block import blank_lines, json_lines
 from cellwall.ingest.parallel import int_option
 from cellwall.ingest.stream import Block, iter_blocks
 from cellwall.ingest.zeek_blocks import BLOCK_SIZE, LineIndex, Tail, tail_chunk, whole_lines
