@@ -14,10 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+from cellwall.allocator import tune_allocator
+
 HERE = Path(__file__).resolve().parent
 
 
 def main(argv: list[str]) -> int:
+    # As the CLI does at start: the figures are what a user of ``cellwall`` gets.
+    tune_allocator()
     only = set(argv[1:])
     results = []
     failed = []

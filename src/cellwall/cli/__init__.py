@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from cellwall.allocator import tune_allocator
 from cellwall.cli.app import app
 from cellwall.cli.common import (
     AsOpt,
@@ -59,4 +60,5 @@ for _module in (
 
 
 def main() -> None:
+    tune_allocator()
     app()

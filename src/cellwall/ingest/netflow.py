@@ -14,13 +14,12 @@ default 4096). Data still waiting at the end of the file is rejected ``no-templa
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from typing import BinaryIO, ClassVar
 
 from cellwall.ingest.base import Chunk, FlowSource, register
 from cellwall.ingest.netflow_pcap import is_capture, iter_frames
-from cellwall.ingest.netflow_session import NetflowDecoder
+from cellwall.ingest.netflow_session import EXPORT_TIME, NetflowDecoder
 from cellwall.ingest.netflow_templates import TemplateCache
 
 __all__ = ["NetflowSource", "looks_like_datagram"]
@@ -70,14 +69,14 @@ class NetflowSource(FlowSource):
             for pos, data, source, skip in iter_frames(rest):  # type: ignore[arg-type]
                 if skip is None:
                     # The export time of the newest datagram is the clock of the hold.
-                    feed(data, source, pos, _export_s(data))
+                    feed(data, source, pos, EXPORT_TIME)
                 else:
                     decoder.skip(pos, skip, _SKIPS.get(skip))
                 if decoder.ready:
                     yield decoder.take()
         else:
             data = head + stream.read()
-            decoder.feed(data, self.options.get("exporter", ""), 0, _export_s(data))
+            decoder.feed(data, self.options.get("exporter", ""), 0, EXPORT_TIME)
         yield decoder.take(final=True)
 
 
@@ -85,19 +84,6 @@ _SKIPS = {
     "ip-fragment": "a fragment of an IP datagram (fragments are not reassembled)",
     "truncated": "the capture or the UDP header ends before the datagram does",
 }
-
-
-_HEAD = struct.Struct(">HHII")
-
-
-def _export_s(data: bytes) -> float | None:
-    """The export time of a v9 or IPFIX datagram in seconds (v5 data never waits)."""
-    if len(data) < 16:
-        return None
-    version, _, ipfix_s, v9_s = _HEAD.unpack_from(data)
-    if version == 9:
-        return float(v9_s) if len(data) >= 20 else None
-    return float(ipfix_s) if version == 10 else None
 
 
 class _Prepend:

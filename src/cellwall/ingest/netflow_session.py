@@ -46,11 +46,16 @@ from cellwall.ingest.netflow_v5 import RECORD_LENGTH, V5_TEMPLATE
 from cellwall.ingest.netflow_v5 import parse_header as v5_header
 from cellwall.model.flow_schema import conform, empty_flows
 
-__all__ = ["DecoderStats", "NetflowDecoder"]
+__all__ = ["EXPORT_TIME", "DecoderStats", "NetflowDecoder", "export_seconds"]
 
 V9_HEADER = struct.Struct(">HHIIII")
 IPFIX_HEADER = struct.Struct(">HHIII")
 SET_HEADER = struct.Struct(">HH")
+#: A v9 or IPFIX header and the header of the message's first set, in one unpack.
+_V9_FIRST = struct.Struct(">HHIIIIHH")
+_IPFIX_FIRST = struct.Struct(">HHIIIHH")
+#: ``feed``'s clock for files: each datagram's own export time, not the time of arrival.
+EXPORT_TIME = -1.0
 _MESSAGES = {
     "bad-time": "start or end outside 1970..9999, or end before start",
 }
@@ -103,8 +108,17 @@ class NetflowDecoder:
     # -- feeding ---------------------------------------------------------------------------
 
     def feed(self, data: bytes, exporter: str, pos: int, stamp: float | None = None) -> None:
-        """Parse one datagram (or several concatenated messages) that starts at ``pos``."""
+        """Parse one datagram (or several concatenated messages) that starts at ``pos``.
+
+        ``stamp`` is the clock of the hold for data that waits for its template: when the
+        datagram arrived (the collector), :data:`EXPORT_TIME` (its export time: files), or
+        None (no clock: nothing expires before the end).
+        """
         self.stats.datagrams += 1
+        if self._one_data_set(data, exporter, pos, stamp):
+            return
+        if stamp == EXPORT_TIME:
+            stamp = export_seconds(data)
         off = 0
         while off < len(data):
             if len(data) - off < 4:
@@ -132,6 +146,57 @@ class NetflowDecoder:
             off += used
         if stamp is not None and self.cache.waiting:
             self.expire(stamp)
+
+    def _one_data_set(self, data: bytes, exporter: str, pos: int, stamp: float | None) -> bool:
+        """The usual datagram, done short: one v9 or IPFIX message holding one data set of a
+        known fixed-length template (what :meth:`_v9`/:meth:`_ipfix` and :meth:`_sets`
+        would do with it). False, having done nothing, for anything else."""
+        size = len(data)
+        if size >= 24 and data[0] == 0 and data[1] == 9:
+            _, _, uptime_ms, secs, _, domain, set_id, length = _V9_FIRST.unpack_from(data)
+            head, ipfix = 20, False
+        elif size >= 20 and data[0] == 0 and data[1] == 10:
+            _, total, secs, _, domain, set_id, length = _IPFIX_FIRST.unpack_from(data)
+            if total != size:
+                return False
+            head, ipfix, uptime_ms = 16, True, None
+        else:
+            return False
+        if set_id < 256 or length < 4 or head + length != size:
+            return False
+        template = self.cache.templates.get((exporter, domain, set_id))
+        if template is None or not template.plain:
+            return False
+        where = (exporter, domain)
+        self._plain(template, exporter, ipfix, data[head + 4 :], secs * 1000, uptime_ms,
+                    pos + head + 4, where)  # fmt: skip
+        if stamp is not None and self.cache.waiting:
+            self.expire(float(secs) if stamp == EXPORT_TIME else stamp)
+        return True
+
+    def _plain(
+        self,
+        template: Template,
+        exporter: str,
+        ipfix: bool,
+        body: bytes,
+        export_ms: int,
+        uptime_ms: int | None,
+        at: int,
+        where: tuple[str, int],
+    ) -> None:
+        """Collect a data set of a fixed-length template, column by column."""
+        batch = self._batches.get((id(template), exporter, ipfix))
+        got = batch[2] if batch else self._batch(template, exporter, ipfix)
+        got.bodies.append(body)
+        got.export_ms.append(export_ms)
+        got.uptime_ms.append(uptime_ms)
+        got.pos.append(at)
+        got.rate.append(self.cache.sampling.get(where, 0))
+        got.init_ms.append(self.cache.init_ms.get(where))
+        count = len(body) // template.record_length
+        self._collected += count
+        self.stats.records += count
 
     @property
     def collected(self) -> int:
@@ -238,7 +303,7 @@ class NetflowDecoder:
         here, column by column (what :meth:`_data` would do, made short).
         """
         template_sets = (2, 3) if ctx.ipfix else (0, 1)
-        templates, sampling, init_ms = self.cache.templates, self.cache.sampling, self.cache.init_ms
+        templates = self.cache.templates
         exporter, domain, export_ms, uptime_ms, pos, _, ipfix = ctx
         where = (exporter, domain)
         while end - off >= 4:
@@ -255,17 +320,8 @@ class NetflowDecoder:
             if set_id >= 256:
                 template = templates.get((exporter, domain, set_id))
                 if template is not None and template.plain:
-                    batch = self._batches.get((id(template), exporter, ipfix))
-                    got = batch[2] if batch else self._batch(template, exporter, ipfix)
-                    got.bodies.append(body)
-                    got.export_ms.append(export_ms)
-                    got.uptime_ms.append(uptime_ms)
-                    got.pos.append(pos + off + 4)
-                    got.rate.append(sampling.get(where, 0))
-                    got.init_ms.append(init_ms.get(where))
-                    count = len(body) // template.record_length
-                    self._collected += count
-                    self.stats.records += count
+                    self._plain(template, exporter, ipfix, body, export_ms, uptime_ms,
+                                pos + off + 4, where)  # fmt: skip
                 else:
                     self._data(set_id, body, ctx, at=off + 4)
             elif set_id in template_sets:
@@ -473,3 +529,16 @@ class _Ctx(NamedTuple):
     pos: int
     stamp: float | None
     ipfix: bool
+
+
+_HEAD = struct.Struct(">HHII")
+
+
+def export_seconds(data: bytes) -> float | None:
+    """The export time of a v9 or IPFIX datagram in seconds (v5 data never waits)."""
+    if len(data) < 16:
+        return None
+    version, _, ipfix_s, v9_s = _HEAD.unpack_from(data)
+    if version == 9:
+        return float(v9_s) if len(data) >= 20 else None
+    return float(ipfix_s) if version == 10 else None
