@@ -20,6 +20,8 @@ from vpcgen import write_vpc
 
 CHILD = """
 import json, resource, sys, time
+from cellwall.allocator import tune_allocator
+tune_allocator()  # as the CLI does at start
 from cellwall.services.ingest import ingest_paths
 from cellwall.workspace import Workspace
 t = time.perf_counter()
