@@ -3,9 +3,9 @@
 By default glibc hands out every allocation over 128 KiB as fresh ``mmap`` memory and
 gives it back on free, so a block's column arrays (megabytes each) are page-faulted and
 zeroed by the kernel again for every block. glibc raises that threshold by itself only
-after such frees, one size at a time: the first blocks of a process run at half speed or
-less (measured: NetFlow decode 1.9 M records/s cold against 4.6 M warm). Here the
-threshold is set at once to what glibc would reach (32 MiB, its own ceiling), and the heap
+after such frees, one size at a time, and gives freed heap back as soon as 128 KiB sit at
+its top (measured: NetFlow v9 file decode at 5.7 M records/s by default, 6.8 M with the
+setting below, both after a first pass). Here the threshold is set at once to what glibc would reach (32 MiB, its own ceiling), and the heap
 keeps up to 256 MiB of freed memory for the next block instead of returning it at once.
 
 Nothing is changed where the user already tunes malloc (``GLIBC_TUNABLES`` or a
