@@ -39,6 +39,8 @@ WHITESPACE = b" \t\r"
 
 
 class Adds(Protocol):
+    """Where refused lines go: ``pos`` is the line, ``raw`` its text."""
+
     def add(self, pos: int, reason: str, message: str, raw: str | bytes = "") -> None: ...
 
 
@@ -196,7 +198,6 @@ def read_block(
     options: pajson.ParseOptions,
     rejects: Adds,
     ignored: Counter[str],
-    why: pajson.ParseOptions | None = None,
 ) -> tuple[pa.Table | None, npt.NDArray[np.int64], Lines]:
     """The block's objects as a table, and the line of each row.
 
@@ -217,7 +218,7 @@ def read_block(
     content = np.flatnonzero(~blank)
     if not len(content):
         return None, np.zeros(0, np.int64), raw
-    tables, runs = json_lines(index, content, block.first_line, rejects, options, why)
+    tables, runs = json_lines(index, content, block.first_line, rejects, options)
     if not tables:
         return None, np.zeros(0, np.int64), raw
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
