@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from cellwall.demo.exports import pcap
 from cellwall.ingest.netflow import NetflowSource
 
 RECORDS_PER_DATAGRAM = 30
@@ -87,19 +88,6 @@ def generate(records: int, ipfix: bool) -> list[bytes]:
             head = struct.pack(">HHIIII", 9, count, UPTIME_MS, EXPORT_S, i, 1)
         out.append(head + sets)
     return out
-
-
-def pcap(datagrams: list[bytes]) -> bytes:
-    """A classic pcap of the datagrams, Ethernet / IPv4 / UDP from 192.0.2.1 to port 2055."""
-    parts = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
-    eth = b"\x00" * 12 + b"\x08\x00"
-    for i, d in enumerate(datagrams):
-        udp = struct.pack(">HHHH", 40000, 2055, 8 + len(d), 0) + d
-        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xFFFF, 0, 64, 17, 0,
-                         bytes([192, 0, 2, 1]), bytes([192, 0, 2, 9])) + udp  # fmt: skip
-        frame = eth + ip
-        parts.append(struct.pack("<IIII", EXPORT_S, i, len(frame), len(frame)) + frame)
-    return b"".join(parts)
 
 
 def _ours(blob: bytes) -> tuple[int, float, float]:

@@ -39,6 +39,21 @@ def test_demo_run_end_to_end(tmp_path: Path, fmt: str) -> None:
     internet = [n for n in app_map["nodes"] if "internet" in json.dumps(n)]
     assert internet, "the internet is one named node, not thousands of networks"
     assert 0 < maps["app_edges"] <= maps["role_edges"]
+    telemetry = doc["telemetry"]  # the first flows again, as NetFlow v9, IPFIX and Hubble
+    assert telemetry["flows"] > 1000
+    files = telemetry["files"]
+    assert {f["format"] for f in files.values()} == {"netflow", "hubble"}
+    for name, f in files.items():
+        assert f["same_as_the_slice"], name
+        assert f["quarantined"] == {}
+    assert files["exports-v9.pcap"]["stored"] == telemetry["flows"]
+    assert (
+        files["hubble.json"]["dns_evidence"]
+        == files["hubble.json"]["stored"] - telemetry["flows"]
+        > 0
+    )
+    assert telemetry["external_addresses_named"] == telemetry["external_addresses"] > 0
+    assert all(n.endswith(".demo.example") for n in telemetry["names"].values())
     saved = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert saved["ingest"]["stored"] == ingest["stored"]
     ws = Workspace.resolve(doc["workspace"])

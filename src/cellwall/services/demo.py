@@ -23,6 +23,7 @@ from cellwall.services.analyze import demo_analysis
 from cellwall.services.compile import demo_compile
 from cellwall.services.dbfw import demo_dbfw
 from cellwall.services.demo_policy import demo_policy_stage
+from cellwall.services.demo_telemetry import demo_telemetry
 from cellwall.services.enforce import demo_enforce
 from cellwall.services.ingest import Progress, ingest_paths
 from cellwall.services.inventory import check_inventory, load_inventory
@@ -147,6 +148,7 @@ def run_demo(
     load_inventory(ws, [docs["conventions"]], source="demo-conventions")
     check = check_inventory(ws)
     coverage = identity_coverage(ws)
+    telemetry = demo_telemetry(ws, out / "telemetry")
     maps = draw_maps(ws, out / "map")
     newest = _newest(ws)
     policy = demo_policy_stage(ws, out, newest)
@@ -166,6 +168,7 @@ def run_demo(
         "inventory": {k: v for k, v in inventory.items() if k != "diagnostics"},
         "inventory_check": {k: v for k, v in check.items() if k != "findings"},
         "identity": coverage,
+        "telemetry": telemetry,
         "map": maps,
         "policy": policy,
         "recommend": recommend,
