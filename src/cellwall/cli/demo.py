@@ -158,6 +158,15 @@ def _print_demo(doc: dict[str, Any]) -> None:
         f"workload at the flow's time ({by}); {ident['workloads_seen']} of "
         f"{ident['workloads_total']} workloads seen in traffic"
     )
+    tel = doc["telemetry"]
+    if tel.get("flows"):
+        same = [n for n, f in tel["files"].items() if f["same_as_the_slice"]]
+        out.print(
+            f"  telemetry  the first {tel['flows']:,} flows again as NetFlow v9, IPFIX and "
+            f"Hubble: {len(same)} of {len(tel['files'])} files read back flow for flow; "
+            f"DNS evidence names {tel['external_addresses_named']} of "
+            f"{tel['external_addresses']} external addresses"
+        )
     m = doc["map"]
     out.print(
         f"  map        {m['app_edges']} app-level and {m['role_edges']} role-level edges "
@@ -213,6 +222,7 @@ def _print_demo(doc: dict[str, Any]) -> None:
     out.print(f"  summary    {doc['out']}/summary.json")
     out.print(f"  estate     {doc['out']}/estate (flows, inventory.yaml, truth.json)")
     out.print(f"  workspace  {doc['workspace']}  (cellwall ... --home {doc['workspace']})")
+    out.print(f"  telemetry  {doc['out']}/telemetry (v9/IPFIX pcaps, hubble.json, telemetry.json)")
     out.print(f"  map        {m['app_png']} (and .svg, .json; map-role.json, map-role.csv)")
     out.print(f"  policy     {pol['policy']} (replay: {pol['replay']}, explain.txt beside it)")
     out.print(f"  recommend  {doc['out']}/recommend (policy YAML with evidence, report.json)")
