@@ -4,7 +4,8 @@ The demo's other telemetry stage writes a slice of the lake in these forms and i
 back; the NetFlow benchmark builds its export stream with the same code. The datagrams are
 laid out as softflowd lays them out: one template (resent every ``template_every``
 datagrams), 30 records per data set, a classic pcap of Ethernet/IPv4/UDP frames to port
-2055. The records are built column-wise with NumPy.
+2055. The records are built column-wise with NumPy; the Hubble lines one by one with
+``json`` (the demo writes a slice of some thousands).
 
 =========  =================================================================================
 v9         softflowd's IPv4 template with 8-byte counters; times are ``sysUpTime``
