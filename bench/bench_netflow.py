@@ -1,7 +1,7 @@
 """Benchmark: NetFlow v9 and IPFIX file decode against the ``netflow`` PyPI package.
 
 ``generate`` builds an export stream the way softflowd sends it (its v9 and IPFIX IPv4
-templates, 45-byte records, 30 records per datagram, the template resent every 20
+templates, 42-byte records, 30 records per datagram, the template resent every 20
 datagrams) with NumPy, and wraps it in a classic pcap (Ethernet, IPv4, UDP). cellwall reads
 the pcap through the ``netflow`` adapter (capture parsing included, Arrow tables out); the
 baseline, ``netflow.parse_packet``, is given the same UDP payloads (no capture to parse) for a
@@ -25,21 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from cellwall.demo.exports import pcap
+from cellwall.demo.exports import pcap, softflowd_layout
 from cellwall.ingest.netflow import NetflowSource
 
 RECORDS_PER_DATAGRAM = 30
 TEMPLATE_EVERY = 20
-# softflowd's IPv4 template: src, dst, first, last, bytes, packets, in, out, direction,
-# end reason, sport, dport, proto, tcp flags, ip version, tos
-FIELDS = [(8, 4), (12, 4), (22, 4), (21, 4), (1, 4), (2, 4), (10, 4), (14, 4), (61, 1),
-          (136, 1), (7, 2), (11, 2), (4, 1), (6, 1), (60, 1), (5, 1)]  # fmt: skip
-RECORD = np.dtype(
-    [("src", ">u4"), ("dst", ">u4"), ("first", ">u4"), ("last", ">u4"), ("bytes", ">u4"),
-     ("packets", ">u4"), ("inp", ">u4"), ("out", ">u4"), ("dir", "u1"), ("reason", "u1"),
-     ("sport", ">u2"), ("dport", ">u2"), ("proto", "u1"), ("flags", "u1"), ("ipv", "u1"),
-     ("tos", "u1")]
-)  # fmt: skip
+# softflowd's IPv4 template as softflowd sends it: 4-byte counters, 42-byte records
+FIELDS, RECORD = softflowd_layout(4)
 EXPORT_S = 1_762_000_000
 UPTIME_MS = 3_600_000
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,6 +87,54 @@ def softflowd(name: str, tmp: Path, tag: str, port: int, version: str, quiet: st
     )
 
 
+#: A burst to the filler port (bound, so that no ICMP answer makes a flow of its own)
+PROBE = f"""
+import socket
+sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); sink.bind(("127.0.0.1", {FILLER}))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(60):
+    s.sendto(b"p" * 1300, ("127.0.0.1", {FILLER}))
+"""
+
+
+def statistic(name: str, ctl: Path, label: str) -> int:
+    text = subprocess.run(
+        ns(name, "softflowctl", "-c", str(ctl), "statistics"),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found = re.search(rf"{label}: (\d+)", text)
+    assert found, text
+    return int(found.group(1))
+
+
+def wait_capturing(name: str, ctls: list[Path], seconds: float = 30) -> None:
+    """Until every softflowd's capture is live: filler bursts (left out of the comparison)
+    until each has received packets. A fixed sleep loses the first connections on a busy
+    machine, to one exporter and not the other."""
+    deadline = time.monotonic() + seconds
+    while True:
+        subprocess.run(ns(name, sys.executable, "-c", PROBE), check=True)
+        if all(statistic(name, c, "Packets received by libpcap") for c in ctls):
+            return
+        assert time.monotonic() < deadline, "softflowd never started capturing"
+        time.sleep(0.1)
+
+
+def wait_processed(name: str, ctls: list[Path], seconds: float = 30) -> None:
+    """Until every softflowd has processed what it captured: the count holds still."""
+    deadline = time.monotonic() + seconds
+    last: list[int] = []
+    while True:
+        now = [statistic(name, c, "Packets processed") for c in ctls]
+        if now == last:
+            return
+        assert time.monotonic() < deadline, "softflowd never caught up"
+        last = now
+        time.sleep(0.3)
+
+
 def wait_path(path: Path, seconds: float = 10) -> None:
     deadline = time.monotonic() + seconds
     while not path.exists():
@@ -144,12 +193,13 @@ def test_softflowd_export_lands_equal_in_cellwall_and_nfcapd(
             softflowd(netns, tmp_path, "a", port, version, quiet),
             softflowd(netns, tmp_path, "b", NFCAPD_PORT, version, quiet),
         ]
-        for tag in ("a", "b"):
-            wait_path(tmp_path / f"{tag}.ctl")
-        time.sleep(0.5)  # capturing
+        ctls = [tmp_path / f"{tag}.ctl" for tag in ("a", "b")]
+        for ctl in ctls:
+            wait_path(ctl)
+        wait_capturing(netns, ctls)
         script = f"IPV6 = {version != '5'}\nFILLER = {FILLER}\n" + TRAFFIC
         subprocess.run(ns(netns, sys.executable, "-c", script), check=True, timeout=60)
-        time.sleep(0.5)
+        wait_processed(netns, ctls)
         for tag, proc in zip(("a", "b"), exporters, strict=True):
             ctl = str(tmp_path / f"{tag}.ctl")
             subprocess.run(ns(netns, "softflowctl", "-c", ctl, "shutdown"), check=True)

@@ -23,6 +23,7 @@ import json
 import struct
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,19 +38,38 @@ __all__ = [
     "hubble_lines",
     "netflow_records",
     "pcap",
+    "softflowd_layout",
 ]
 
-#: softflowd's IPv4 template (src, dst, first, last, bytes, packets, in, out, direction,
-#: end reason, sport, dport, proto, tcp flags, ip version, tos) with 8-byte counters: a
-#: long flow of the demo carries more than 4 GiB
-V9_FIELDS = [(8, 4), (12, 4), (22, 4), (21, 4), (1, 8), (2, 8), (10, 4), (14, 4), (61, 1),
-             (136, 1), (7, 2), (11, 2), (4, 1), (6, 1), (60, 1), (5, 1)]  # fmt: skip
-RECORD = np.dtype(
-    [("src", ">u4"), ("dst", ">u4"), ("first", ">u4"), ("last", ">u4"), ("bytes", ">u8"),
-     ("packets", ">u8"), ("inp", ">u4"), ("out", ">u4"), ("dir", "u1"), ("reason", "u1"),
-     ("sport", ">u2"), ("dport", ">u2"), ("proto", "u1"), ("flags", "u1"), ("ipv", "u1"),
-     ("tos", "u1")]
-)  # fmt: skip
+#: softflowd's IPv4 template: the names of its record's fields and their information elements
+_SOFTFLOWD = (("src", 8), ("dst", 12), ("first", 22), ("last", 21), ("bytes", 1),
+              ("packets", 2), ("inp", 10), ("out", 14), ("dir", 61), ("reason", 136),
+              ("sport", 7), ("dport", 11), ("proto", 4), ("flags", 6), ("ipv", 60),
+              ("tos", 5))  # fmt: skip
+_WIDTH = {"sport": 2, "dport": 2, "dir": 1, "reason": 1, "proto": 1, "flags": 1, "ipv": 1,
+          "tos": 1}  # fmt: skip
+
+
+def softflowd_layout(counter_bytes: int) -> tuple[list[tuple[int, int]], np.dtype[Any]]:
+    """softflowd's IPv4 template (information element, length) and its record dtype, with
+    byte and packet counters of ``counter_bytes`` (softflowd sends 4)."""
+    widths = [
+        counter_bytes if name in ("bytes", "packets") else _WIDTH.get(name, 4)
+        for name, _ in _SOFTFLOWD
+    ]
+    fields = [(ie, w) for (_, ie), w in zip(_SOFTFLOWD, widths, strict=True)]
+    dtype = np.dtype(
+        [
+            (name, f">u{w}" if w > 1 else "u1")
+            for (name, _), w in zip(_SOFTFLOWD, widths, strict=True)
+        ]
+    )
+    return fields, dtype
+
+
+#: v9 here: softflowd's template with 8-byte counters (a long flow of the demo carries more
+#: than 4 GiB)
+V9_FIELDS, RECORD = softflowd_layout(8)
 #: IPFIX: absolute start and end (8 bytes each) in place of the uptime-relative pair
 IPFIX_FIELDS = [(8, 4), (12, 4), (152, 8), (153, 8), (1, 8), (2, 8), (7, 2), (11, 2), (4, 1),
                 (6, 1)]  # fmt: skip
