@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import pyarrow as pa
 
@@ -77,19 +78,20 @@ def lab_probes(
 
 
 def compile_for_plan(
-    plan: LabPlan, target: str, at: datetime, allow_expired: bool = False
+    plan: LabPlan, target: str, at: datetime, allow_expired: bool = False, per_host: bool = True
 ) -> tuple[list[str], dict[str, str], Estate]:
-    """The ``target`` objects of every class the plan's probes reach, the rules the target
-    reported unsupported (id: reason), and the estate they were compiled from."""
+    """The ``target`` objects of every class the plan's probes reach (host by host, or in
+    one go for a target that writes the whole estate at once), the rules the target reported
+    unsupported (id: reason), and the estate they were compiled from."""
     estate = make_estate(plan.policy, plan.workloads, at)
     texts: list[str] = []
     unsupported: dict[str, str] = {}
-    for host in plan.hosts:
+    for host in [h.name for h in plan.hosts] if per_host else [None]:
         arts = compile_policy(
             plan.policy,
             plan.workloads,
             target,
-            host=host.name,
+            host=host,
             at=at,
             allow_expired=allow_expired,
             today=at.date(),
@@ -98,6 +100,33 @@ def compile_for_plan(
         texts += [f.text for f in arts.files]
         unsupported.update({u.rule_id: u.reason for u in arts.unsupported})
     return texts, unsupported, estate
+
+
+class Oracle(Protocol):
+    def allowed(self, src: str, dst: str, proto: int, port: int) -> bool: ...
+
+
+def check_target(
+    ps: PolicySet,
+    workloads: Sequence[Workload],
+    at: datetime,
+    sample: int | None = None,
+    allow_expired: bool = False,
+    *,
+    target: str,
+    oracle: Callable[[list[str], dict[str, dict[str, str]]], Oracle],
+    per_host: bool = True,
+    apart: Callable[[Estate], Mapping[str, str]] | None = None,
+) -> Comparison:
+    """The lab's probes for the estate, ``target`` compiled for them, and the ``oracle`` (made
+    from the compiled texts and the plan's endpoints) held to the judge. ``apart`` names more
+    rules to leave out of the count (what the oracle cannot probe), from the estate."""
+    plan, probes = lab_probes(ps, workloads, at, sample)
+    texts, unsupported, estate = compile_for_plan(plan, target, at, allow_expired, per_host)
+    if apart is not None:
+        for rule, reason in apart(estate).items():
+            unsupported.setdefault(rule, reason)
+    return compare(plan, probes, oracle(texts, endpoints(plan)).allowed, unsupported)
 
 
 def endpoints(plan: LabPlan) -> dict[str, dict[str, str]]:

@@ -4,19 +4,20 @@ and the controllers, over TCP, UDP and ICMP, IPv4 and IPv6."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cellwall.model.inventory import Workload
-from cellwall.model.policy import PolicySet
-from cellwall.services.compile import compile_policy, make_estate
+from cellwall.services.compile import compile_policy
 from tests.targets.common import AT, fixture_estate
 from tests.targets.oracle_aws import AwsOracle, OracleError
-from tests.targets.oracle_probes import Comparison, compare, edge_estate, endpoints, lab_probes
+from tests.targets.oracle_probes import (
+    check_target,
+    edge_estate,
+)
 
 
 def _group(
@@ -64,27 +65,8 @@ def test_groups_allow_the_union_of_their_rules_statefully() -> None:
         AwsOracle([broken], {})
 
 
-def _check(
-    ps: PolicySet,
-    workloads: Sequence[Workload],
-    at: datetime,
-    sample: int | None = None,
-    allow_expired: bool = False,
-) -> Comparison:
-    plan, probes = lab_probes(ps, workloads, at, sample)
-    estate = make_estate(plan.policy, plan.workloads, at)
-    arts = compile_policy(
-        plan.policy,
-        plan.workloads,
-        "aws-sg",
-        at=at,
-        allow_expired=allow_expired,
-        today=at.date(),
-        estate=estate,
-    )
-    unsupported = {u.rule_id: u.reason for u in arts.unsupported}
-    oracle = AwsOracle.from_texts([f.text for f in arts.files], endpoints(plan))
-    return compare(plan, probes, oracle.allowed, unsupported)
+#: Security groups are written for the whole estate at once, not host by host.
+_check = partial(check_target, target="aws-sg", oracle=AwsOracle.from_texts, per_host=False)
 
 
 def test_aws_agrees_with_the_judge_on_the_target_fixture() -> None:

@@ -4,23 +4,16 @@ space, the admin networks and the controllers, over TCP, UDP and ICMP, IPv4 and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from cellwall.model.inventory import Workload
-from cellwall.model.policy import PolicySet
 from tests.targets.common import AT, fixture_estate
 from tests.targets.oracle_calico import CalicoOracle, OracleError, parse_selector
 from tests.targets.oracle_probes import (
-    Comparison,
-    compare,
-    compile_for_plan,
+    check_target,
     edge_estate,
-    endpoints,
-    lab_probes,
 )
 
 
@@ -73,17 +66,7 @@ def test_first_match_in_order_decides_and_log_goes_on() -> None:
     assert o.allowed("10.0.0.2", "10.0.0.3", 17, 53)  # no policy applies to web
 
 
-def _check(
-    ps: PolicySet,
-    workloads: Sequence[Workload],
-    at: datetime,
-    sample: int | None = None,
-    allow_expired: bool = False,
-) -> Comparison:
-    plan, probes = lab_probes(ps, workloads, at, sample)
-    texts, unsupported, _ = compile_for_plan(plan, "calico", at, allow_expired)
-    oracle = CalicoOracle.from_texts(texts, endpoints(plan))
-    return compare(plan, probes, oracle.allowed, unsupported)
+_check = partial(check_target, target="calico", oracle=CalicoOracle.from_texts)
 
 
 def test_calico_agrees_with_the_judge_on_the_target_fixture() -> None:
