@@ -20,6 +20,7 @@ from cellwall.enforce.agent import Agent, AgentConfig
 from cellwall.enforce.droplog import Cursor, DropCollector, drop_rows, parse_prefix, plugin_dir
 from cellwall.enforce.lab import compile_hosts
 from cellwall.enforce.probe import Probe, probe_all
+from cellwall.enforce.state import StateDir
 from cellwall.ingest.base import detect, get_source
 from cellwall.policy.loader import load_policy_texts
 from cellwall.targets.nftables import LOG_GROUP, log_prefix
@@ -130,17 +131,28 @@ def test_the_collector_resumes_where_it_stopped_and_survives_rotation(tmp_path: 
     assert f"group={LOG_GROUP}" in c.config_text(Path("/p"))
 
 
-def _collect(agent: Agent, probe: Probe) -> list[dict[str, Any]]:
-    """Probe once, then cycle until the agent has logged the drop (5 s at most)."""
-    first = agent.cycle()
-    assert first.outcome == "applied"
-    assert "drop-log-started" in [e["event"] for e in first.events], first.events
-    probe_all([probe], timeout=0.5)
-    deadline, drops = time.monotonic() + 5, 0
-    while not drops and time.monotonic() < deadline:
-        time.sleep(0.1)
-        drops = agent.cycle().drops
-    rows = [json.loads(x) for x in agent.store.drops_path.read_text().splitlines()]
+def _collect(
+    tmp_path: Path, keys: tuple[Path, Path], net: Net, ruleset: str, probe: Probe
+) -> list[dict[str, Any]]:
+    """Run an agent with drop logging on ``ruleset``, probe once, then cycle until the agent
+    has logged the drop (5 s at most): the drop records."""
+    make_bundle(tmp_path / "bundle", keys[0], 1, {HOST: ruleset})
+    config = AgentConfig(
+        f"file://{tmp_path / 'bundle'}", HOST, tmp_path / "state", keys[1], net.host, drop_log=True
+    )
+    agent = Agent(config)
+    try:
+        first = agent.cycle()
+        assert first.outcome == "applied"
+        assert "drop-log-started" in [e["event"] for e in first.events], first.events
+        probe_all([probe], timeout=0.5)
+        deadline, drops = time.monotonic() + 5, 0
+        while not drops and time.monotonic() < deadline:
+            time.sleep(0.1)
+            drops = agent.cycle().drops
+        rows = [json.loads(x) for x in agent.store.drops_path.read_text().splitlines()]
+    finally:
+        agent.close()
     assert len(rows) == drops >= 1
     return rows
 
@@ -156,15 +168,9 @@ def test_visibility_mode_logs_would_be_drops_and_lets_them_through(
     assert result.ok, result.errors
     compiled = compile_hosts(result.policy_set, WORKLOADS, [HOST], datetime.now(UTC))
     assert 'log prefix "cw:would:no-web-to-db "' in compiled.rulesets[HOST]
-    make_bundle(tmp_path / "bundle", keys[0], 1, {HOST: compiled.rulesets[HOST]})
-    config = AgentConfig(
-        f"file://{tmp_path / 'bundle'}", HOST, tmp_path / "state", keys[1], net.host, drop_log=True
+    rows = _collect(
+        tmp_path, keys, net, compiled.rulesets[HOST], Probe(net.host, DB_IP, 4, 6, 5432)
     )
-    agent = Agent(config)
-    try:
-        rows = _collect(agent, Probe(net.host, DB_IP, 4, 6, 5432))
-    finally:
-        agent.close()
     row = rows[0]
     assert (row["rule_id"], row["verdict"], row["action"]) == ("no-web-to-db", "would", "ACCEPT")
     assert (row["dst_ip"], row["dst_port"], row["direction"]) == (DB_IP, 5432, "egress")
@@ -177,16 +183,8 @@ def test_a_blocked_connection_comes_out_as_a_drop_record_and_queries_back(
     compiled = compile_hosts(policy(), WORKLOADS, [HOST], datetime.now(UTC))
     text = compiled.rulesets[HOST]
     assert f'log prefix "cw:drop:no-web-to-db " group {LOG_GROUP}' in text
-    make_bundle(tmp_path / "bundle", keys[0], 1, {HOST: text})
-    config = AgentConfig(
-        f"file://{tmp_path / 'bundle'}", HOST, tmp_path / "state", keys[1], net.host, drop_log=True
-    )
-    agent = Agent(config)
-    try:
-        # web -> db on tcp/5432 is override-denied: the output hook drops the SYN
-        rows = _collect(agent, Probe(net.host, DB_IP, 4, 6, 5432))
-    finally:
-        agent.close()
+    # web -> db on tcp/5432 is override-denied: the output hook drops the SYN
+    rows = _collect(tmp_path, keys, net, text, Probe(net.host, DB_IP, 4, 6, 5432))
     row = rows[0]
     assert (row["rule_id"], row["verdict"], row["action"]) == ("no-web-to-db", "drop", "REJECT")
     assert (row["src_ip"], row["dst_ip"], row["dst_port"], row["proto"]) == (
@@ -202,7 +200,14 @@ def test_a_blocked_connection_comes_out_as_a_drop_record_and_queries_back(
     runner = CliRunner()
     res = runner.invoke(
         app,
-        ["ingest", str(agent.store.drops_path), "--format", "agent-drops", "--home", str(home)],
+        [
+            "ingest",
+            str(StateDir(tmp_path / "state").drops_path),
+            "--format",
+            "agent-drops",
+            "--home",
+            str(home),
+        ],
     )
     assert res.exit_code == 0, res.output
     res = runner.invoke(
