@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+from collections.abc import Mapping
 
 __all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "tune_allocator"]
 
@@ -29,7 +30,7 @@ TRIM_THRESHOLD = 256 << 20
 _USER_KNOBS = ("GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 
-def tune_allocator(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+def tune_allocator(environ: Mapping[str, str] = os.environ) -> bool:
     """Set the thresholds; True when glibc took them."""
     if any(key in environ for key in _USER_KNOBS):
         return False

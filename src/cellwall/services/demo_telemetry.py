@@ -71,16 +71,16 @@ def _external_names(addresses: list[str]) -> dict[str, str]:
     return out
 
 
-def _stored(lake: LakeLayout, file: Path) -> pa.Table:
+def _stored(lake: LakeLayout) -> pa.Table:
+    """The workspace's flows, with the file each came from."""
     con = duckdb.connect()
     try:
-        table = con.sql(
+        return con.sql(
             f"select {_COLUMNS}, lineage_file, source_id"
             f" from read_parquet('{lake.flows_glob()}', hive_partitioning=true)"
         ).to_arrow_table()
     finally:
         con.close()
-    return table.filter(pc.equal(table["lineage_file"], str(file)))
 
 
 def _keys(table: pa.Table, counters: bool) -> Counter[tuple[Any, ...]]:
@@ -115,12 +115,13 @@ def demo_telemetry(ws: Workspace, out: Path, *, limit: int = SLICE) -> dict[str,
     home = Workspace.resolve(out / "home")
     summary = ingest_paths(home, list(files.values()))
     lake = LakeLayout(home.lake)
+    everything = _stored(lake)
     want = {True: _keys(flows, True), False: _keys(flows, False)}
     per_file = {}
     for doc in summary.to_dict()["files"]:
         path = Path(doc["path"])
         counters = path.suffix == ".pcap"
-        stored = _stored(lake, path)
+        stored = everything.filter(pc.equal(everything["lineage_file"], str(path)))
         # Hubble's DNS responses are flows too (port 53 to the asker): not of the slice
         dns = pc.starts_with(stored["source_id"].fill_null(""), "demo-dns-")
         got = _keys(stored.filter(pc.invert(dns)), counters)
